@@ -1,0 +1,46 @@
+"""polyframe: write a model once, train it on PyTorch, TensorFlow or JAX.
+
+Importing polyframe imports no framework; a backend's framework loads when it is first used.
+"""
+
+from __future__ import annotations
+
+from . import datasets, losses, metrics, optimizers
+from .backend import Backend, BuildOptions, Executable
+from .callbacks import Callback, History
+from .errors import (
+    BackendNotFoundError,
+    BackendUnavailableError,
+    ConfigError,
+    DataError,
+    LabelError,
+    ModelFileError,
+    NonFiniteLossError,
+    PolyframeError,
+    ShapeError,
+)
+from .hookspecs import hookimpl
+from .layers import Activation, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
+from .losses import MeanSquaredError, SparseCategoricalCrossentropy
+from .model import Sequential
+from .optimizers import SGD, Adam
+from .plugins import default_backend_name, get_backend, registered_backends
+from .trainer import Trainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # model
+    "Sequential", "Layer", "Dense", "Conv2D", "MaxPool2D", "Flatten", "Dropout", "Activation",
+    # training
+    "Trainer", "Callback", "History",
+    "SparseCategoricalCrossentropy", "MeanSquaredError", "SGD", "Adam",
+    "losses", "optimizers", "metrics", "datasets",
+    # backends
+    "Backend", "Executable", "BuildOptions", "hookimpl",
+    "registered_backends", "get_backend", "default_backend_name",
+    # errors
+    "PolyframeError", "BackendNotFoundError", "BackendUnavailableError", "ConfigError",
+    "ShapeError", "DataError", "LabelError", "NonFiniteLossError", "ModelFileError",
+]

@@ -1,0 +1,158 @@
+"""The adapter contract: what a backend plugin implements.
+
+A backend has two halves:
+
+* a light :class:`Backend` subclass, importable without its framework, that says who it is and
+  whether it can run here;
+* the :class:`Executable` its :meth:`Backend.build` returns: the model compiled into the
+  framework's own objects, with compiled train / eval / predict steps.
+
+A minimal adapter, as a third party would write it (the built-in ones are written the same way)::
+
+    # my_backend/__init__.py  -- must not import the framework at module level
+    import polyframe
+    from polyframe.backend import Backend
+
+    class MyBackend(Backend):
+        name = "mine"
+        framework = "myframework"              # import name, probed with importlib
+        framework_distribution = "myframework" # what `pip install` needs for it
+        adapter_distribution = "my-backend"
+
+        def devices(self):
+            import myframework
+            return [str(d) for d in myframework.devices()]
+
+        def build(self, model, weights, loss, optimizer, options):
+            from ._compiled import MyExecutable   # imports the framework
+            return MyExecutable(model, weights, loss, optimizer, options)
+
+    @polyframe.hookimpl
+    def polyframe_backends():
+        return [MyBackend]
+
+    # pyproject.toml
+    [project.entry-points.polyframe]
+    mine = "my_backend"
+
+Canonical conventions an executable must honour (see docs/semantics.md): weights come in and go
+out as a dict ``{"<layer>.<param>": float32 array}`` in canonical layouts (dense kernels
+``(in, out)``, conv kernels ``(kH, kW, in, out)``); inputs arrive NHWC and are converted **once**
+per dataset by :meth:`Executable.prepare_inputs`, never per step; the loss and optimizer follow
+the formulas of :mod:`polyframe.losses` and :mod:`polyframe.optimizers` exactly.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .losses import Loss
+    from .model import Sequential
+    from .optimizers import Optimizer
+
+__all__ = ["Backend", "Executable", "BuildOptions", "StepResult", "Availability"]
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run here and, when it cannot, why and what to do."""
+
+    available: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Options every backend receives at build time.
+
+    ``seed`` seeds the backend's own RNG (used only for dropout masks); ``deterministic`` asks
+    for the framework's deterministic kernels where it has a switch.
+    """
+
+    seed: int = 0
+    deterministic: bool = False
+
+
+class StepResult(NamedTuple):
+    """What one train or eval step hands back: the batch's mean loss and the model outputs."""
+
+    loss: float
+    outputs: np.ndarray
+
+
+class Executable(abc.ABC):
+    """A model compiled for one framework, holding its weights and optimizer state."""
+
+    @abc.abstractmethod
+    def prepare_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Convert a whole canonical (NHWC, float32) input array to this backend's layout, once."""
+
+    @abc.abstractmethod
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
+        """One optimizer step on a prepared batch; returns the loss before the update."""
+
+    @abc.abstractmethod
+    def eval_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
+        """Loss and outputs on a prepared batch, in inference mode (no dropout, no update)."""
+
+    @abc.abstractmethod
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Model outputs on a prepared batch, in inference mode, in canonical layout."""
+
+    @abc.abstractmethod
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """The current weights in canonical layout (float32 copies)."""
+
+    @abc.abstractmethod
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Replace the weights with canonical ones (already checked against the model)."""
+
+
+class Backend(abc.ABC):
+    """A registered backend: identity and availability, cheap to create, no framework import."""
+
+    name: ClassVar[str]
+    framework: ClassVar[str]
+    framework_distribution: ClassVar[str]
+    adapter_distribution: ClassVar[str]
+    priority: ClassVar[int] = 100
+    """Lower comes first when polyframe picks a default backend among the available ones."""
+
+    def availability(self) -> Availability:
+        """Whether the framework is importable here; does not import it."""
+        if importlib.util.find_spec(self.framework) is None:
+            return Availability(
+                False,
+                f"the {self.framework!r} framework is not installed; "
+                f"install it with: pip install {self.framework_distribution}",
+            )
+        return Availability(True)
+
+    def framework_version(self) -> str | None:
+        """The installed framework's version, read from package metadata (no import)."""
+        try:
+            return importlib.metadata.version(self.framework_distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    @abc.abstractmethod
+    def devices(self) -> list[str]:
+        """The devices the framework sees (imports the framework)."""
+
+    @abc.abstractmethod
+    def build(
+        self,
+        model: Sequential,
+        weights: dict[str, np.ndarray],
+        loss: Loss,
+        optimizer: Optimizer,
+        options: BuildOptions,
+    ) -> Executable:
+        """Compile ``model`` with canonical ``weights`` into this framework's native objects."""

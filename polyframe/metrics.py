@@ -1,0 +1,57 @@
+"""Metrics, computed once in the core from the model outputs every backend returns."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = ["Metric", "Accuracy", "get_metric"]
+
+
+class Metric(Protocol):
+    """A running metric over an epoch: ``reset``, then ``update`` per batch, then ``result``."""
+
+    name: str
+
+    def reset(self) -> None: ...
+
+    def update(self, y_true: np.ndarray, y_pred: np.ndarray) -> None: ...
+
+    def result(self) -> float: ...
+
+
+class Accuracy:
+    """Fraction of samples whose arg-max output equals the integer label."""
+
+    name = "accuracy"
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._correct = 0
+        self._count = 0
+
+    def update(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+        self._correct += int(np.count_nonzero(np.argmax(y_pred, axis=-1) == y_true))
+        self._count += len(y_true)
+
+    def result(self) -> float:
+        return self._correct / self._count if self._count else float("nan")
+
+
+_BY_NAME = {"accuracy": Accuracy, "acc": Accuracy}
+
+
+def get_metric(metric: Metric | str) -> Metric:
+    """A fresh metric from a name (``"accuracy"``) or a metric object."""
+    if isinstance(metric, str):
+        if metric not in _BY_NAME:
+            raise ConfigError(f"unknown metric {metric!r}; use one of {', '.join(_BY_NAME)}")
+        return _BY_NAME[metric]()
+    if all(hasattr(metric, a) for a in ("name", "reset", "update", "result")):
+        return metric
+    raise ConfigError(f"metric must be a name or have name/reset/update/result, got {metric!r}")
