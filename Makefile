@@ -1,0 +1,33 @@
+# polyframe: `make demo` sets up and trains the seed CNN; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.polyframe-installed
+PACKAGES := -e '.[test]' -e adapters/torch -e 'adapters/tensorflow[cpu]' -e adapters/jax
+MNIST_DIR ?= ../shared/data/mnist
+
+.PHONY: setup demo test test-slow bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt adapters/torch/pyproject.toml adapters/tensorflow/pyproject.toml adapters/jax/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt $(PACKAGES)
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/polyframe backends --no-devices
+	$(VENV)/bin/polyframe train examples/mnist_cnn.py --data digits --epochs 10 --seed 0
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	POLYFRAME_MNIST_DIR=$(MNIST_DIR) $(PY) -m pytest -q -m slow
+
+bench: setup
+	$(PY) benchmarks/step_time.py --data-dir $(MNIST_DIR)
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

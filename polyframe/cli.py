@@ -1,0 +1,141 @@
+"""The ``polyframe`` command line.
+
+Every :class:`~polyframe.errors.PolyframeError` becomes one line on stderr and exit status 2,
+without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .datasets import load
+from .errors import ConfigError, PolyframeError
+from .modelfile import load_model_file
+from .plugins import ENV_BACKEND, registered_backends
+from .trainer import Trainer
+
+__all__ = ["main"]
+
+EXIT_ERROR = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="polyframe", description="Train one model on PyTorch, TensorFlow or JAX.")
+    parser.add_argument("--version", action="version", version=f"polyframe {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model file on a dataset",
+                                description="Train MODEL_FILE (defines build_model(input_shape, "
+                                            "num_classes)) and report the test accuracy.")
+    train.add_argument("model_file", metavar="MODEL_FILE")
+    train.add_argument("--backend", help=f"backend name (default: ${ENV_BACKEND}, else the first "
+                                         "available; see `polyframe backends`)")
+    train.add_argument("--epochs", type=_positive_int, default=10)
+    train.add_argument("--batch-size", type=_positive_int, default=32)
+    train.add_argument("--seed", type=_seed, default=0)
+    train.add_argument("--data", choices=("digits", "mnist"), default="digits",
+                       help="dataset (default: digits, bundled with scikit-learn)")
+    train.add_argument("--data-dir", help="directory with MNIST IDX files or mnist.npz (for --data mnist)")
+    train.add_argument("--validation-split", type=float, default=0.0,
+                       help="hold out this fraction of the training data for validation")
+    train.add_argument("--learning-rate", type=float,
+                       help="override the model file's learning rate")
+    train.add_argument("--deterministic", action="store_true",
+                       help="turn on the framework's deterministic kernels")
+    train.set_defaults(run=_train)
+
+    backends = commands.add_parser("backends", help="list registered backends",
+                                   description="List every registered backend with availability, "
+                                               "framework version and devices.")
+    backends.add_argument("--no-devices", action="store_true",
+                          help="skip device discovery (which imports each framework)")
+    backends.set_defaults(run=_backends)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    data = load(args.data, args.data_dir)
+    recipe = load_model_file(args.model_file, data.input_shape, data.num_classes)
+    optimizer = recipe.optimizer
+    if args.learning_rate is not None:
+        if not args.learning_rate > 0:
+            raise ConfigError(f"--learning-rate must be > 0, got {args.learning_rate}")
+        optimizer = dataclasses.replace(optimizer, learning_rate=args.learning_rate)
+    trainer = Trainer(recipe.model, loss=recipe.loss, optimizer=optimizer, backend=args.backend,
+                      seed=args.seed, deterministic=args.deterministic)
+    version = trainer.backend.framework_version() or "unknown version"
+    print(f"model {recipe.name}: {recipe.model.count_params():,} parameters; data {data.describe()}")
+    print(f"backend {trainer.backend_name} ({trainer.backend.framework} {version}), seed {args.seed}, "
+          f"{args.epochs} epochs of batch {args.batch_size}, {type(optimizer).__name__} "
+          f"lr {optimizer.learning_rate:g}")
+    trainer.fit(data.x_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
+                validation_split=args.validation_split)
+    result = trainer.evaluate(data.x_test, data.y_test)
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "loss")
+    print(f"test {shown}  loss {result['loss']:.4f}  ({len(data.x_test)} samples)")
+    return 0
+
+
+def _backends(args: argparse.Namespace) -> int:
+    rows = [("backend", "available", "framework", "adapter", "devices")]
+    for name, backend in registered_backends().items():
+        status = backend.availability()
+        version = backend.framework_version()
+        framework = f"{backend.framework} {version}" if version else backend.framework
+        devices = "-"
+        if status.available and not args.no_devices:
+            try:
+                devices = ", ".join(backend.devices())
+            except Exception as exc:  # a broken framework install must not hide the others
+                devices = f"error: {type(exc).__name__}: {exc}"
+        rows.append((name, "yes" if status.available else f"no: {status.reason}", framework,
+                     backend.adapter_distribution, devices))
+    if len(rows) == 1:
+        print("no backends registered; install one, e.g. pip install polyframe-torch")
+        return 0
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except PolyframeError as exc:
+        print(f"polyframe: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("polyframe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""A float64 numpy implementation of polyframe's canonical semantics, the yardstick for backends.
+
+It runs forward and backward passes and optimizer updates with the formulas documented in
+:mod:`polyframe.layers`, :mod:`polyframe.losses` and :mod:`polyframe.optimizers`, written
+independently of every framework. Dropout is the identity here: the reference has no RNG, so
+compare against it with dropout off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .errors import ConfigError
+from .layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPool2D, same_padding
+from .losses import PROBABILITY_FLOOR, Loss, MeanSquaredError, SparseCategoricalCrossentropy
+from .model import Node, Sequential
+from .optimizers import SGD, Adam, Optimizer
+
+__all__ = ["ReferenceModel", "ReferenceOptimizer", "reference_loss"]
+
+Array = np.ndarray
+Backward = Callable[[Array], Array]
+
+
+def _activation(name: str, x: Array) -> tuple[Array, Backward]:
+    if name == "linear":
+        return x, lambda g: g
+    if name == "relu":
+        return np.maximum(x, 0.0), lambda g: g * (x > 0)
+    if name == "tanh":
+        y = np.tanh(x)
+        return y, lambda g: g * (1.0 - y * y)
+    if name == "sigmoid":
+        y = 1.0 / (1.0 + np.exp(-x))
+        return y, lambda g: g * y * (1.0 - y)
+    if name == "softmax":
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        y = e / e.sum(axis=-1, keepdims=True)
+        return y, lambda g: y * (g - (g * y).sum(axis=-1, keepdims=True))
+    raise ConfigError(f"reference: unknown activation {name!r}")
+
+
+def _pad(x: Array, node: Node, kernel: tuple[int, int], strides: tuple[int, int], padding: str,
+         value: float) -> tuple[Array, tuple[int, int, int, int]]:
+    if padding == "valid":
+        return x, (0, 0, 0, 0)
+    top, bottom = same_padding(x.shape[1], kernel[0], strides[0])
+    left, right = same_padding(x.shape[2], kernel[1], strides[1])
+    padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+    return padded, (top, bottom, left, right)
+
+
+def _windows(x: Array, kernel: tuple[int, int], strides: tuple[int, int]) -> Array:
+    """(N, OH, OW, C, kH, kW) view of the sliding windows."""
+    view = sliding_window_view(x, kernel, axis=(1, 2))
+    return view[:, ::strides[0], ::strides[1]]
+
+
+def _scatter_windows(grad: Array, shape: tuple[int, ...], kernel: tuple[int, int],
+                     strides: tuple[int, int]) -> Array:
+    """Adjoint of :func:`_windows`: add (N, OH, OW, C, kH, kW) window gradients back into ``shape``."""
+    out = np.zeros(shape)
+    oh, ow = grad.shape[1:3]
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            out[:, i:i + strides[0] * oh:strides[0], j:j + strides[1] * ow:strides[1]] += grad[..., i, j]
+    return out
+
+
+def _unpad(g: Array, pads: tuple[int, int, int, int]) -> Array:
+    top, bottom, left, right = pads
+    return g[:, top:g.shape[1] - bottom, left:g.shape[2] - right]
+
+
+class ReferenceModel:
+    """Float64 forward and backward passes of a :class:`Sequential` with given weights."""
+
+    def __init__(self, model: Sequential, weights: dict[str, Array]) -> None:
+        self.model = model
+        self.weights = {k: np.asarray(v, dtype=np.float64).copy() for k, v in weights.items()}
+
+    def _layer(self, node: Node, x: Array) -> tuple[Array, Callable[[Array, dict], Array]]:
+        layer, w = node.layer, self.weights
+        if isinstance(layer, Dense):
+            kernel = w[node.param_key("kernel")]
+            z = x @ kernel + (w[node.param_key("bias")] if layer.use_bias else 0.0)
+            y, act_back = _activation(layer.activation, z)
+
+            def back(g: Array, grads: dict) -> Array:
+                g = act_back(g)
+                grads[node.param_key("kernel")] = x.T @ g
+                if layer.use_bias:
+                    grads[node.param_key("bias")] = g.sum(axis=0)
+                return g @ kernel.T
+            return y, back
+        if isinstance(layer, Conv2D):
+            kernel = w[node.param_key("kernel")]
+            padded, pads = _pad(x, node, layer.kernel_size, layer.strides, layer.padding, 0.0)
+            win = _windows(padded, layer.kernel_size, layer.strides)
+            z = np.einsum("nhwcij,ijco->nhwo", win, kernel)
+            if layer.use_bias:
+                z = z + w[node.param_key("bias")]
+            y, act_back = _activation(layer.activation, z)
+
+            def back(g: Array, grads: dict) -> Array:
+                g = act_back(g)
+                grads[node.param_key("kernel")] = np.einsum("nhwcij,nhwo->ijco", win, g)
+                if layer.use_bias:
+                    grads[node.param_key("bias")] = g.sum(axis=(0, 1, 2))
+                gwin = np.einsum("nhwo,ijco->nhwcij", g, kernel)
+                return _unpad(_scatter_windows(gwin, padded.shape, layer.kernel_size, layer.strides), pads)
+            return y, back
+        if isinstance(layer, MaxPool2D):
+            padded, pads = _pad(x, node, layer.pool_size, layer.strides, layer.padding, -np.inf)
+            win = _windows(padded, layer.pool_size, layer.strides)
+            n, oh, ow, c, ph, pw = win.shape
+            flat = win.reshape(n, oh, ow, c, ph * pw)
+            arg = flat.argmax(axis=-1)
+            y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+
+            def back(g: Array, grads: dict) -> Array:
+                gwin = np.zeros(flat.shape)
+                np.put_along_axis(gwin, arg[..., None], g[..., None], axis=-1)
+                gwin = gwin.reshape(win.shape)
+                return _unpad(_scatter_windows(gwin, padded.shape, layer.pool_size, layer.strides), pads)
+            return y, back
+        if isinstance(layer, Flatten):
+            return x.reshape(len(x), -1), lambda g, grads: g.reshape(x.shape)
+        if isinstance(layer, Dropout):
+            return x, lambda g, grads: g
+        if isinstance(layer, Activation):
+            y, act_back = _activation(layer.activation, x)
+            return y, lambda g, grads: act_back(g)
+        raise ConfigError(f"the reference does not implement layer {type(layer).__name__}")
+
+    def _run(self, x: Array) -> tuple[Array, list[Callable[[Array, dict], Array]]]:
+        x = np.asarray(x, dtype=np.float64)
+        backs = []
+        for node in self.model.nodes:
+            x, back = self._layer(node, x)
+            backs.append(back)
+        return x, backs
+
+    def forward(self, x: Array) -> Array:
+        """Outputs for canonical (NHWC) inputs, in float64."""
+        return self._run(x)[0]
+
+    def loss_and_grads(self, x: Array, y: Array, loss: Loss) -> tuple[float, dict[str, Array], Array]:
+        """The batch loss, the parameter gradients and the input gradient."""
+        outputs, backs = self._run(x)
+        value, g = reference_loss(loss, outputs, y)
+        grads: dict[str, Array] = {}
+        for back in reversed(backs):
+            g = back(g, grads)
+        return value, grads, g
+
+
+def reference_loss(loss: Loss, outputs: Array, y: Array) -> tuple[float, Array]:
+    """Loss value and its gradient with respect to ``outputs``."""
+    n = len(outputs)
+    if isinstance(loss, SparseCategoricalCrossentropy):
+        y = np.asarray(y, dtype=np.int64)
+        rows = np.arange(n)
+        if loss.from_logits:
+            shifted = outputs - outputs.max(axis=-1, keepdims=True)
+            log_z = np.log(np.exp(shifted).sum(axis=-1))
+            value = float(np.mean(log_z - shifted[rows, y]))
+            grad = np.exp(shifted - log_z[:, None])
+            grad[rows, y] -= 1.0
+            return value, grad / n
+        picked = outputs[rows, y]
+        clipped = np.clip(picked, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+        grad = np.zeros_like(outputs)
+        inside = (picked > PROBABILITY_FLOOR) & (picked < 1 - PROBABILITY_FLOOR)
+        grad[rows, y] = np.where(inside, -1.0 / clipped, 0.0) / n
+        return float(np.mean(-np.log(clipped))), grad
+    if isinstance(loss, MeanSquaredError):
+        diff = outputs - np.asarray(y, dtype=np.float64)
+        return float(np.mean(diff * diff)), 2.0 * diff / diff.size
+    raise ConfigError(f"the reference does not implement loss {type(loss).__name__}")
+
+
+class ReferenceOptimizer:
+    """Float64 updates with the documented formulas, applied in place to a weight dict."""
+
+    def __init__(self, spec: Optimizer) -> None:
+        if not isinstance(spec, (SGD, Adam)):
+            raise ConfigError(f"the reference does not implement optimizer {type(spec).__name__}")
+        self.spec = spec
+        self.step = 0
+        self.slots: dict[str, tuple[Array, Array]] = {}
+
+    def update(self, weights: dict[str, Array], grads: dict[str, Array]) -> None:
+        self.step += 1
+        spec, t = self.spec, self.step
+        for key, g in grads.items():
+            m, v = self.slots.get(key, (np.zeros_like(g), np.zeros_like(g)))
+            if isinstance(spec, SGD):
+                m = spec.momentum * m + g
+                weights[key] -= spec.learning_rate * m
+            else:
+                m = spec.beta_1 * m + (1 - spec.beta_1) * g
+                v = spec.beta_2 * v + (1 - spec.beta_2) * g * g
+                m_hat = m / (1 - spec.beta_1 ** t)
+                v_hat = v / (1 - spec.beta_2 ** t)
+                weights[key] -= spec.learning_rate * m_hat / (np.sqrt(v_hat) + spec.epsilon)
+            self.slots[key] = (m, v)
+
+    def train(self, model: ReferenceModel, batches: Iterable[tuple[Array, Array]], loss: Loss) -> list[float]:
+        """Run one step per ``(x, y)`` batch; returns the loss before each update."""
+        losses = []
+        for x, y in batches:
+            value, grads, _ = model.loss_and_grads(x, y, loss)
+            self.update(model.weights, grads)
+            losses.append(value)
+        return losses
