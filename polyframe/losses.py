@@ -68,7 +68,7 @@ class SparseCategoricalCrossentropy(Loss):
         if bad.size:
             raise LabelError(
                 f"labels must be in [0, {classes}) for a model with {classes} outputs; found "
-                f"{y[bad[0]]!r} at index {bad[0]} ({bad.size} out of range); fix the labels or "
+                f"{y[bad[0]].item()!r} at index {bad[0]} ({bad.size} out of range); fix the labels or "
                 f"give the last Dense layer as many units as there are classes"
             )
         return y.astype(np.int64)
