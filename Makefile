@@ -21,7 +21,7 @@ demo: setup
 	$(VENV)/bin/polyframe train examples/mnist_cnn.py --data digits --epochs 10 --seed 0
 
 test: setup
-	$(PY) -m pytest -q
+	POLYFRAME_REQUIRE_BACKENDS=torch,tensorflow,jax $(PY) -m pytest -q
 
 test-slow: setup
 	POLYFRAME_MNIST_DIR=$(MNIST_DIR) $(PY) -m pytest -q -m slow

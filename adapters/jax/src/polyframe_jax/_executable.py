@@ -1,0 +1,301 @@
+"""A polyframe model compiled to pure JAX functions over a flat params pytree.
+
+Canonical layouts are JAX's own (NHWC data, ``(kH, kW, in, out)`` conv kernels, ``(in, out)``
+dense kernels), so weights map one-to-one onto ``{"<layer>.<param>": jax.Array}`` and inputs need
+no conversion. Params and optimizer state stay on the device between steps; a step transfers the
+batch in and only the loss and outputs back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from polyframe.backend import BuildOptions, Executable, StepResult
+from polyframe.errors import ConfigError
+from polyframe.layers import (
+    Activation,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    MaxPool2D,
+    same_padding,
+)
+from polyframe.losses import (
+    PROBABILITY_FLOOR,
+    Loss,
+    MeanSquaredError,
+    SparseCategoricalCrossentropy,
+)
+from polyframe.model import Node, Sequential
+from polyframe.optimizers import SGD, Adam, Optimizer
+
+__all__ = ["JaxExecutable"]
+
+Params = dict[str, jax.Array]
+Apply = Callable[[Params, jax.Array, "jax.Array | None"], jax.Array]
+"""One layer: ``(params, x, dropout_key) -> y``; ``dropout_key`` is ``None`` in inference mode."""
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "linear": lambda x: x,
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "softmax": lambda x: jax.nn.softmax(x, axis=-1),
+}
+
+
+def _spatial_padding(
+    input_shape: Sequence[int], window: Sequence[int], strides: Sequence[int], padding: str
+) -> list[tuple[int, int]]:
+    """Explicit ``(before, after)`` pads of the H and W axes; "same" puts the odd pixel after."""
+    if padding == "valid":
+        return [(0, 0), (0, 0)]
+    return [same_padding(size, k, s) for size, k, s in zip(input_shape[:2], window, strides)]
+
+
+def _dense(node: Node, index: int) -> Apply:
+    layer: Dense = node.layer  # type: ignore[assignment]
+    kernel, bias = node.param_key("kernel"), node.param_key("bias") if layer.use_bias else None
+    activation = _ACTIVATIONS[layer.activation]  # type: ignore[index]
+
+    def apply(params: Params, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        y = x @ params[kernel]
+        return activation(y + params[bias] if bias else y)
+
+    return apply
+
+
+def _conv2d(node: Node, index: int) -> Apply:
+    layer: Conv2D = node.layer  # type: ignore[assignment]
+    kernel, bias = node.param_key("kernel"), node.param_key("bias") if layer.use_bias else None
+    window, strides = tuple(layer.kernel_size), tuple(layer.strides)  # type: ignore[arg-type]
+    pads = _spatial_padding(node.input_shape, window, strides, layer.padding)
+    activation = _ACTIVATIONS[layer.activation]  # type: ignore[index]
+
+    def apply(params: Params, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        y = lax.conv_general_dilated(
+            x, params[kernel], strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return activation(y + params[bias] if bias else y)
+
+    return apply
+
+
+def _max_pool2d(node: Node, index: int) -> Apply:
+    layer: MaxPool2D = node.layer  # type: ignore[assignment]
+    (ph, pw), (sh, sw) = layer.pool_size, layer.strides  # type: ignore[misc]
+    pads = _spatial_padding(node.input_shape, (ph, pw), (sh, sw), layer.padding)
+
+    def apply(params: Params, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        return lax.reduce_window(
+            x, np.array(-np.inf, x.dtype), lax.max,
+            (1, ph, pw, 1), (1, sh, sw, 1), [(0, 0), *pads, (0, 0)],
+        )
+
+    return apply
+
+
+def _flatten(node: Node, index: int) -> Apply:
+    def apply(params: Params, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        return x.reshape(x.shape[0], -1)
+
+    return apply
+
+
+def _dropout(node: Node, index: int) -> Apply:
+    rate = float(node.layer.rate)  # type: ignore[attr-defined]
+
+    def apply(params: Params, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        if key is None or rate == 0.0:
+            return x
+        keep = jax.random.bernoulli(jax.random.fold_in(key, index), 1.0 - rate, x.shape)
+        return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+    return apply
+
+
+def _activation(node: Node, index: int) -> Apply:
+    activation = _ACTIVATIONS[node.layer.activation]  # type: ignore[attr-defined]
+
+    def apply(params: Params, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        return activation(x)
+
+    return apply
+
+
+_LAYERS: dict[type[Layer], Callable[[Node, int], Apply]] = {
+    Dense: _dense,
+    Conv2D: _conv2d,
+    MaxPool2D: _max_pool2d,
+    Flatten: _flatten,
+    Dropout: _dropout,
+    Activation: _activation,
+}
+
+
+def _compile_layer(node: Node, index: int) -> Apply:
+    try:
+        build = _LAYERS[type(node.layer)]
+    except KeyError:
+        raise ConfigError(
+            f"the jax backend cannot compile layer {node.name!r} of type "
+            f"{type(node.layer).__name__}; supported: {', '.join(t.__name__ for t in _LAYERS)}"
+        ) from None
+    return build(node, index)
+
+
+def _sparse_ce_logits(outputs: jax.Array, y: jax.Array) -> jax.Array:
+    picked = jnp.take_along_axis(outputs, y[:, None], axis=-1)[:, 0]
+    return jnp.mean(jax.nn.logsumexp(outputs, axis=-1) - picked)
+
+
+def _sparse_ce_probabilities(outputs: jax.Array, y: jax.Array) -> jax.Array:
+    picked = jnp.take_along_axis(outputs, y[:, None], axis=-1)[:, 0]
+    return jnp.mean(-jnp.log(jnp.clip(picked, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)))
+
+
+def _mean_squared_error(outputs: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.mean(jnp.square(outputs - y))
+
+
+def _loss_fn(loss: Loss) -> tuple[Callable[[jax.Array, jax.Array], jax.Array], type]:
+    """The loss formula and the numpy dtype its targets are sent in."""
+    if type(loss) is SparseCategoricalCrossentropy:
+        return (_sparse_ce_logits if loss.from_logits else _sparse_ce_probabilities), np.int32
+    if type(loss) is MeanSquaredError:
+        return _mean_squared_error, np.float32
+    raise ConfigError(
+        f"the jax backend does not implement the loss {type(loss).__name__} "
+        f"({loss.kind!r}); use SparseCategoricalCrossentropy or MeanSquaredError"
+    )
+
+
+def _sgd(spec: SGD) -> optax.GradientTransformation:
+    """``v = momentum*v + g; p -= lr*v``: optax's ``trace`` followed by ``-lr`` scaling."""
+    return optax.sgd(spec.learning_rate, momentum=spec.momentum or None)
+
+
+def _adam(spec: Adam) -> optax.GradientTransformation:
+    """``eps`` added to ``sqrt`` of the bias-corrected second moment (``eps_root=0``)."""
+    return optax.adam(
+        spec.learning_rate, b1=spec.beta_1, b2=spec.beta_2, eps=spec.epsilon, eps_root=0.0
+    )
+
+
+_OPTIMIZERS: dict[type[Optimizer], Callable[[Any], optax.GradientTransformation]] = {
+    SGD: _sgd,
+    Adam: _adam,
+}
+
+
+def _transformation(spec: Optimizer) -> optax.GradientTransformation:
+    try:
+        return _OPTIMIZERS[type(spec)](spec)
+    except KeyError:
+        raise ConfigError(
+            f"the jax backend does not implement the optimizer {type(spec).__name__} "
+            f"({spec.kind!r}); use polyframe.SGD or polyframe.Adam"
+        ) from None
+
+
+def _to_device(weights: dict[str, np.ndarray], keys: Sequence[str]) -> Params:
+    """Private float32 device copies (the caller's arrays are never aliased or donated)."""
+    return {k: jax.device_put(np.array(weights[k], dtype=np.float32, copy=True)) for k in keys}
+
+
+def _base_key(seed: int) -> jax.Array:
+    """The dropout key of ``seed``, using all its bits (JAX alone keeps only the low 32)."""
+    key = jax.random.key(seed & 0xFFFFFFFF)
+    return jax.random.fold_in(key, (seed >> 32) & 0xFFFFFFFF) if seed >> 32 else key
+
+
+class JaxExecutable(Executable):
+    """A :class:`~polyframe.model.Sequential` as jitted train / eval / predict functions.
+
+    ``train_step`` is one ``jax.jit`` function doing forward, gradient and optax update, with
+    params and optimizer state donated so their buffers are updated in place. Dropout masks come
+    from ``fold_in(key(options.seed), step)``: a fresh key each step from a device-side step
+    counter (cheaper to thread through ``jit`` than a key array), then one per dropout layer.
+
+    ``options.deterministic`` needs nothing on CPU, where XLA's kernels are deterministic. On GPU,
+    run-to-run determinism needs ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` set before JAX
+    initialises its backends; this executable does not change process-wide flags.
+    """
+
+    def __init__(
+        self,
+        model: Sequential,
+        weights: dict[str, np.ndarray],
+        loss: Loss,
+        optimizer: Optimizer,
+        options: BuildOptions,
+    ) -> None:
+        self._keys = [key for key, _ in model.param_specs()]
+        self._layers = [_compile_layer(node, i) for i, node in enumerate(model.nodes)]
+        self._loss, self._target_dtype = _loss_fn(loss)
+        self._tx = _transformation(optimizer)
+        self._params = _to_device(weights, self._keys)
+        self._opt_state = self._tx.init(self._params)
+        self._dropout_key = _base_key(options.seed)
+        self._step = jnp.zeros((), jnp.uint32)
+        self._train = jax.jit(self._train_fn, donate_argnums=(0, 1, 2))
+        self._eval = jax.jit(self._eval_fn)
+        self._predict = jax.jit(self._forward)
+
+    def _forward(self, params: Params, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        for apply in self._layers:
+            x = apply(params, x, key)
+        return x
+
+    def _train_fn(
+        self, params: Params, opt_state: optax.OptState, step: jax.Array, x: jax.Array, y: jax.Array
+    ) -> tuple[Params, optax.OptState, jax.Array, jax.Array, jax.Array]:
+        key = jax.random.fold_in(self._dropout_key, step)
+
+        def objective(p: Params) -> tuple[jax.Array, jax.Array]:
+            outputs = self._forward(p, x, key)
+            return self._loss(outputs, y), outputs
+
+        (loss, outputs), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        updates, opt_state = self._tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, step + 1, loss, outputs
+
+    def _eval_fn(self, params: Params, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+        outputs = self._forward(params, x)
+        return self._loss(outputs, y), outputs
+
+    def _targets(self, y: np.ndarray) -> jax.Array:
+        return jnp.asarray(np.asarray(y, dtype=self._target_dtype))
+
+    def prepare_inputs(self, x: np.ndarray) -> np.ndarray:
+        """NHWC float32 is already JAX's layout: a contiguous float32 array, nothing more."""
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
+        self._params, self._opt_state, self._step, loss, outputs = self._train(
+            self._params, self._opt_state, self._step, jnp.asarray(x), self._targets(y)
+        )
+        return StepResult(float(loss), np.array(outputs))
+
+    def eval_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
+        loss, outputs = self._eval(self._params, jnp.asarray(x), self._targets(y))
+        return StepResult(float(loss), np.array(outputs))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.array(self._predict(self._params, jnp.asarray(x)))
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: np.array(self._params[k], dtype=np.float32, copy=True) for k in self._keys}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Replace the weights; the optimizer state (momenta, step count) is kept."""
+        self._params = _to_device(weights, self._keys)

@@ -1,0 +1,66 @@
+"""TensorFlow backend for polyframe (registered as ``tensorflow``).
+
+TensorFlow itself is not a hard dependency, because its CPU and GPU builds are different
+distributions; choose one with an extra::
+
+    pip install "polyframe-tensorflow[cpu]"   # tensorflow-cpu>=2.16
+    pip install "polyframe-tensorflow[gpu]"   # tensorflow[and-cuda]>=2.16
+
+or install any TensorFlow >= 2.16 yourself. Importing this module does not import tensorflow;
+:meth:`TensorFlowBackend.devices` and :meth:`TensorFlowBackend.build` do.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from typing import TYPE_CHECKING
+
+import polyframe
+from polyframe.backend import Backend, BuildOptions, Executable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from polyframe.losses import Loss
+    from polyframe.model import Sequential
+    from polyframe.optimizers import Optimizer
+
+__all__ = ["TensorFlowBackend", "polyframe_backends"]
+
+_DISTRIBUTIONS = ("tensorflow-cpu", "tensorflow", "tensorflow-macos")
+
+
+class TensorFlowBackend(Backend):
+    """Compiles a polyframe model into TF variables and ``tf.function`` steps (NHWC, native)."""
+
+    name = "tensorflow"
+    framework = "tensorflow"
+    framework_distribution = "tensorflow-cpu"
+    adapter_distribution = "polyframe-tensorflow"
+    priority = 30
+
+    def framework_version(self) -> str | None:
+        """The version of whichever TensorFlow distribution is installed (no import)."""
+        for distribution in _DISTRIBUTIONS:
+            try:
+                return importlib.metadata.version(distribution)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return None
+
+    def devices(self) -> list[str]:
+        from ._executable import tf
+
+        return [device.name for device in tf.config.list_logical_devices()]
+
+    def build(self, model: Sequential, weights: dict[str, np.ndarray], loss: Loss,
+              optimizer: Optimizer, options: BuildOptions) -> Executable:
+        """Compile ``model``; ``options.deterministic`` turns on TF's op determinism process-wide."""
+        from ._executable import TensorFlowExecutable
+
+        return TensorFlowExecutable(model, weights, loss, optimizer, options)
+
+
+@polyframe.hookimpl
+def polyframe_backends() -> list[type[Backend]]:
+    return [TensorFlowBackend]
