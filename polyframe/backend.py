@@ -19,13 +19,11 @@ A minimal adapter, as a third party would write it (the built-in ones are writte
         framework_distribution = "myframework" # what `pip install` needs for it
         adapter_distribution = "my-backend"
 
+        executable = "my_backend._compiled:MyExecutable"  # imported on first build
+
         def devices(self):
             import myframework
             return [str(d) for d in myframework.devices()]
-
-        def build(self, model, weights, loss, optimizer, options):
-            from ._compiled import MyExecutable   # imports the framework
-            return MyExecutable(model, weights, loss, optimizer, options)
 
     @polyframe.hookimpl
     def polyframe_backends():
@@ -45,6 +43,7 @@ the formulas of :mod:`polyframe.losses` and :mod:`polyframe.optimizers` exactly.
 from __future__ import annotations
 
 import abc
+import importlib
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
@@ -122,6 +121,8 @@ class Backend(abc.ABC):
     framework: ClassVar[str]
     framework_distribution: ClassVar[str]
     adapter_distribution: ClassVar[str]
+    executable: ClassVar[str]
+    """``"module:Class"`` of the :class:`Executable`; imported (with the framework) on first build."""
     priority: ClassVar[int] = 100
     """Lower comes first when polyframe picks a default backend among the available ones."""
 
@@ -146,7 +147,6 @@ class Backend(abc.ABC):
     def devices(self) -> list[str]:
         """The devices the framework sees (imports the framework)."""
 
-    @abc.abstractmethod
     def build(
         self,
         model: Sequential,
@@ -155,4 +155,10 @@ class Backend(abc.ABC):
         optimizer: Optimizer,
         options: BuildOptions,
     ) -> Executable:
-        """Compile ``model`` with canonical ``weights`` into this framework's native objects."""
+        """Compile ``model`` with canonical ``weights`` into this framework's native objects.
+
+        The default imports :attr:`executable` and calls it with the same arguments.
+        """
+        module, _, name = self.executable.partition(":")
+        executable_class = getattr(importlib.import_module(module), name)
+        return executable_class(model, weights, loss, optimizer, options)

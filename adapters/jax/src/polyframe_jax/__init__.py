@@ -6,19 +6,8 @@ or asked for its devices.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import polyframe
-from polyframe.backend import Backend, BuildOptions
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from polyframe.losses import Loss
-    from polyframe.model import Sequential
-    from polyframe.optimizers import Optimizer
-
-    from ._executable import JaxExecutable
+from polyframe.backend import Backend
 
 __all__ = ["JaxBackend", "polyframe_backends"]
 
@@ -29,6 +18,7 @@ class JaxBackend(Backend):
     name = "jax"
     framework = "jax"
     framework_distribution = "jax"
+    executable = "polyframe_jax._executable:JaxExecutable"
     adapter_distribution = "polyframe-jax"
     priority = 20
 
@@ -36,18 +26,6 @@ class JaxBackend(Backend):
         import jax
 
         return [str(d) for d in jax.devices()]
-
-    def build(
-        self,
-        model: Sequential,
-        weights: dict[str, np.ndarray],
-        loss: Loss,
-        optimizer: Optimizer,
-        options: BuildOptions,
-    ) -> JaxExecutable:
-        from ._executable import JaxExecutable
-
-        return JaxExecutable(model, weights, loss, optimizer, options)
 
 
 @polyframe.hookimpl

@@ -13,17 +13,8 @@ or install any TensorFlow >= 2.16 yourself. Importing this module does not impor
 from __future__ import annotations
 
 import importlib.metadata
-from typing import TYPE_CHECKING
-
 import polyframe
-from polyframe.backend import Backend, BuildOptions, Executable
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from polyframe.losses import Loss
-    from polyframe.model import Sequential
-    from polyframe.optimizers import Optimizer
+from polyframe.backend import Backend
 
 __all__ = ["TensorFlowBackend", "polyframe_backends"]
 
@@ -36,6 +27,7 @@ class TensorFlowBackend(Backend):
     name = "tensorflow"
     framework = "tensorflow"
     framework_distribution = "tensorflow-cpu"
+    executable = "polyframe_tensorflow._executable:TensorFlowExecutable"
     adapter_distribution = "polyframe-tensorflow"
     priority = 30
 
@@ -52,13 +44,6 @@ class TensorFlowBackend(Backend):
         from ._executable import tf
 
         return [device.name for device in tf.config.list_logical_devices()]
-
-    def build(self, model: Sequential, weights: dict[str, np.ndarray], loss: Loss,
-              optimizer: Optimizer, options: BuildOptions) -> Executable:
-        """Compile ``model``; ``options.deterministic`` turns on TF's op determinism process-wide."""
-        from ._executable import TensorFlowExecutable
-
-        return TensorFlowExecutable(model, weights, loss, optimizer, options)
 
 
 @polyframe.hookimpl

@@ -1,21 +1,12 @@
 """PyTorch backend for polyframe (registered as ``torch``).
 
-Importing this module does not import torch; :meth:`TorchBackend.build` does.
+Importing this module does not import torch; building the first model does.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import polyframe
-from polyframe.backend import Backend, BuildOptions, Executable
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from polyframe.losses import Loss
-    from polyframe.model import Sequential
-    from polyframe.optimizers import Optimizer
+from polyframe.backend import Backend
 
 __all__ = ["TorchBackend", "polyframe_backends"]
 
@@ -26,6 +17,7 @@ class TorchBackend(Backend):
     name = "torch"
     framework = "torch"
     framework_distribution = "torch"
+    executable = "polyframe_torch._executable:TorchExecutable"
     adapter_distribution = "polyframe-torch"
     priority = 10
 
@@ -38,12 +30,6 @@ class TorchBackend(Backend):
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             found.append("mps")
         return found
-
-    def build(self, model: Sequential, weights: dict[str, np.ndarray], loss: Loss,
-              optimizer: Optimizer, options: BuildOptions) -> Executable:
-        from ._executable import TorchExecutable
-
-        return TorchExecutable(model, weights, loss, optimizer, options)
 
 
 @polyframe.hookimpl

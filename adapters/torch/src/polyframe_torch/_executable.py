@@ -23,7 +23,6 @@ from polyframe.optimizers import SGD, Adam, Optimizer
 __all__ = ["TorchExecutable"]
 
 _ACTIVATIONS = {
-    "linear": nn.Identity,
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
@@ -31,6 +30,11 @@ _ACTIVATIONS = {
 }
 
 _ELEMENTWISE = (Dropout, Activation)
+
+
+def _activation(name: str) -> list[nn.Module]:
+    """The module for an activation; none for ``"linear"``."""
+    return [] if name == "linear" else [_ACTIVATIONS[name]()]
 
 
 def _pads(node: Node, kernel: tuple[int, int], strides: tuple[int, int], padding: str) -> tuple[int, int, int, int]:
@@ -89,7 +93,7 @@ class _Compiler:
             conv = nn.Conv2d(node.input_shape[-1], layer.filters, layer.kernel_size,
                              stride=layer.strides, padding=(pads[2], pads[0]) if symmetric else 0,
                              bias=layer.use_bias)
-            self.modules += [conv, _ACTIVATIONS[layer.activation]()]
+            self.modules += [conv, *_activation(layer.activation)]
             self._register(node, conv, "kernel", "conv", None)
         elif isinstance(layer, MaxPool2D):
             pads = _pads(node, layer.pool_size, layer.strides, layer.padding)
@@ -106,13 +110,13 @@ class _Compiler:
                 self.modules.append(_ChannelLastFlatten())
         elif isinstance(layer, Dense):
             linear = nn.Linear(node.input_shape[0], layer.units, bias=layer.use_bias)
-            self.modules += [linear, _ACTIVATIONS[layer.activation]()]
+            self.modules += [linear, *_activation(layer.activation)]
             self._register(node, linear, "kernel", "dense", self._pending_rows)
             self._pending_rows = None
         elif isinstance(layer, Dropout):
             self.modules.append(nn.Dropout(layer.rate))
         elif isinstance(layer, Activation):
-            self.modules.append(_ACTIVATIONS[layer.activation]())
+            self.modules += _activation(layer.activation)
         else:
             raise ConfigError(f"the torch backend does not support layer {type(layer).__name__}")
 
