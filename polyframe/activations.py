@@ -24,7 +24,7 @@ def check_activation(name: str | None, where: str) -> str:
     """Return the canonical activation name for ``name`` (``None`` means ``"linear"``)."""
     if name is None:
         return "linear"
-    if name not in ACTIVATIONS:
+    if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ConfigError(
             f"{where}: unknown activation {name!r}; use one of {', '.join(ACTIVATIONS)}"
         )

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .datasets import load
+from ._checks import check_float
 from .errors import ConfigError, PolyframeError
 from .modelfile import load_model_file
 from .plugins import ENV_BACKEND, registered_backends
@@ -42,11 +43,26 @@ _positive_int = _int_at_least(1, "positive")
 _seed = _int_at_least(0, "non-negative")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in the same one-line form as every other polyframe error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"polyframe: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _fraction(text: str) -> float:
+    try:
+        return check_float(float(text), "--validation-split", low=0.0, high=1.0, high_open=True)
+    except (ValueError, ConfigError) as exc:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from exc
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="polyframe", description="Train one model on PyTorch, TensorFlow or JAX.")
     parser.add_argument("--version", action="version", version=f"polyframe {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a model file on a dataset",
                                 description="Train MODEL_FILE (defines build_model(input_shape, "
@@ -60,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--data", choices=("digits", "mnist"), default="digits",
                        help="dataset (default: digits, bundled with scikit-learn)")
     train.add_argument("--data-dir", help="directory with MNIST IDX files or mnist.npz (for --data mnist)")
-    train.add_argument("--validation-split", type=float, default=0.0,
+    train.add_argument("--validation-split", type=_fraction, default=0.0,
                        help="hold out this fraction of the training data for validation")
     train.add_argument("--learning-rate", type=float,
                        help="override the model file's learning rate")
@@ -82,9 +98,7 @@ def _train(args: argparse.Namespace) -> int:
     recipe = load_model_file(args.model_file, data.input_shape, data.num_classes)
     optimizer = recipe.optimizer
     if args.learning_rate is not None:
-        if not args.learning_rate > 0:
-            raise ConfigError(f"--learning-rate must be > 0, got {args.learning_rate}")
-        optimizer = dataclasses.replace(optimizer, learning_rate=args.learning_rate)
+        optimizer = dataclasses.replace(optimizer, learning_rate=args.learning_rate)  # re-validated
     trainer = Trainer(recipe.model, loss=recipe.loss, optimizer=optimizer, backend=args.backend,
                       seed=args.seed, deterministic=args.deterministic)
     version = trainer.backend.framework_version() or "unknown version"
@@ -134,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("polyframe: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which has exited
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":

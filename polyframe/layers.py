@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ._checks import check_bool, check_float, check_int
 from .activations import check_activation
 from .errors import ConfigError, ShapeError
 
@@ -54,10 +55,10 @@ def window_output_size(size: int, kernel: int, stride: int, padding: str) -> int
 
 
 def _pair(value: int | tuple[int, int], what: str, where: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
+    pair = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(pair) != 2:
         raise ConfigError(f"{where}: {what} must be a positive int or a pair of them, got {value!r}")
-    return pair  # type: ignore[return-value]
+    return tuple(check_int(v, f"{where}: {what}") for v in pair)  # type: ignore[return-value]
 
 
 def _padding(value: str, where: str) -> str:
@@ -103,8 +104,8 @@ class Dense(Layer):
     use_bias: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.units, int) or self.units <= 0:
-            raise ConfigError(f"Dense: units must be a positive int, got {self.units!r}")
+        object.__setattr__(self, "units", check_int(self.units, "Dense: units"))
+        object.__setattr__(self, "use_bias", check_bool(self.use_bias, "Dense: use_bias"))
         object.__setattr__(self, "activation", check_activation(self.activation, "Dense"))
 
     def output_shape(self, input_shape: Shape) -> Shape:
@@ -136,8 +137,8 @@ class Conv2D(Layer):
     use_bias: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.filters, int) or self.filters <= 0:
-            raise ConfigError(f"Conv2D: filters must be a positive int, got {self.filters!r}")
+        object.__setattr__(self, "filters", check_int(self.filters, "Conv2D: filters"))
+        object.__setattr__(self, "use_bias", check_bool(self.use_bias, "Conv2D: use_bias"))
         object.__setattr__(self, "kernel_size", _pair(self.kernel_size, "kernel_size", "Conv2D"))
         object.__setattr__(self, "strides", _pair(self.strides, "strides", "Conv2D"))
         object.__setattr__(self, "padding", _padding(self.padding, "Conv2D"))
@@ -225,8 +226,8 @@ class Dropout(Layer):
     rate: float
 
     def __post_init__(self) -> None:
-        if not 0.0 <= float(self.rate) < 1.0:
-            raise ConfigError(f"Dropout: rate must be in [0, 1), got {self.rate!r}")
+        object.__setattr__(self, "rate", check_float(self.rate, "Dropout: rate", low=0.0, high=1.0,
+                                                     high_open=True))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ._checks import check_bool
 from .errors import ConfigError, LabelError
 
 __all__ = ["Loss", "SparseCategoricalCrossentropy", "MeanSquaredError", "get_loss"]
@@ -18,6 +19,17 @@ Shape = tuple[int, ...]
 
 PROBABILITY_FLOOR = 1e-7
 """With ``from_logits=False`` probabilities are clipped to ``[1e-7, 1 - 1e-7]`` before the log."""
+
+
+def _numeric(y: object, what: str) -> np.ndarray:
+    if y is None:
+        raise LabelError(f"{what} are missing (got None); pass an array with one entry per sample")
+    array = np.asarray(y)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+            or array.dtype == np.bool_):
+        raise LabelError(f"{what} must be a numeric array, got dtype {array.dtype}; convert them "
+                         "to integers (class indices) or floats first")
+    return array
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,9 @@ class SparseCategoricalCrossentropy(Loss):
     kind: ClassVar[str] = "sparse_categorical_crossentropy"
     from_logits: bool = True
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "from_logits", check_bool(self.from_logits, "from_logits"))
+
     def check_targets(self, y: np.ndarray, output_shape: Shape) -> np.ndarray:
         if len(output_shape) != 1:
             raise LabelError(
@@ -50,7 +65,7 @@ class SparseCategoricalCrossentropy(Loss):
                 f"got (batch, {', '.join(map(str, output_shape))}); end the model with Dense(classes)"
             )
         classes = output_shape[0]
-        y = np.asarray(y)
+        y = _numeric(y, "labels")
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
@@ -81,13 +96,15 @@ class MeanSquaredError(Loss):
     kind: ClassVar[str] = "mean_squared_error"
 
     def check_targets(self, y: np.ndarray, output_shape: Shape) -> np.ndarray:
-        y = np.asarray(y, dtype=np.float32)
+        y = _numeric(y, "targets")
         if y.shape[1:] != tuple(output_shape):
             raise LabelError(
                 f"mean squared error needs targets of shape (batch, "
                 f"{', '.join(map(str, output_shape))}) like the model output, got {y.shape}"
             )
-        return y
+        if not np.all(np.isfinite(y)):
+            raise LabelError("targets contain NaN or infinite values; clean or drop those samples")
+        return y.astype(np.float32)
 
 
 _BY_NAME: dict[str, type[Loss]] = {

@@ -24,7 +24,8 @@ class Metric(Protocol):
 
 
 class Accuracy:
-    """Fraction of samples whose arg-max output equals the integer label."""
+    """Fraction of samples whose arg-max output equals the label (or the arg-max of a one-hot
+    or probability target of the output's shape)."""
 
     name = "accuracy"
 
@@ -36,6 +37,8 @@ class Accuracy:
         self._count = 0
 
     def update(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+        if y_true.ndim == y_pred.ndim:
+            y_true = np.argmax(y_true, axis=-1)
         self._correct += int(np.count_nonzero(np.argmax(y_pred, axis=-1) == y_true))
         self._count += len(y_true)
 

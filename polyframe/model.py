@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import check_int
 from .errors import ConfigError, ShapeError
 from .initializers import initialize
 from .layers import Layer, ParamSpec
@@ -33,17 +34,12 @@ class Node:
 
 
 def _check_input_shape(input_shape: Iterable[int]) -> Shape:
-    try:
-        shape = tuple(int(d) for d in input_shape)
-    except (TypeError, ValueError):
+    if not isinstance(input_shape, (tuple, list)) or not input_shape:
         raise ConfigError(
-            f"input_shape must be a tuple of positive ints (batch excluded), got {input_shape!r}"
-        ) from None
-    if not shape or any(d <= 0 for d in shape):
-        raise ConfigError(
-            f"input_shape must be a non-empty tuple of positive ints (batch excluded), got {shape}"
+            f"input_shape must be a non-empty tuple of positive ints (batch excluded), "
+            f"got {input_shape!r}"
         )
-    return shape
+    return tuple(check_int(d, "each input_shape dimension") for d in input_shape)
 
 
 class Sequential:
@@ -56,6 +52,9 @@ class Sequential:
     """
 
     def __init__(self, layers: Sequence[Layer], input_shape: Iterable[int]) -> None:
+        if not isinstance(layers, (list, tuple)):
+            raise ConfigError(f"Sequential takes a list of layers, got {type(layers).__name__}; "
+                              "wrap it: Sequential([layer, ...], input_shape=...)")
         if not layers:
             raise ConfigError("Sequential needs at least one layer")
         for layer in layers:
@@ -100,6 +99,9 @@ class Sequential:
 
     def check_weights(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate a canonical weight dict against this model; returns float32 copies."""
+        if not isinstance(weights, dict):
+            raise ConfigError(f"weights must be a dict of arrays keyed like get_weights(), "
+                              f"got {type(weights).__name__}")
         expected = dict(self.param_specs())
         missing = sorted(set(expected) - set(weights))
         extra = sorted(set(weights) - set(expected))
@@ -110,11 +112,16 @@ class Sequential:
             )
         checked = {}
         for key, spec in expected.items():
-            array = np.asarray(weights[key], dtype=np.float32)
+            try:
+                array = np.asarray(weights[key], dtype=np.float32)
+            except (TypeError, ValueError):
+                raise ConfigError(f"weight {key!r} is not a numeric array") from None
             if array.shape != spec.shape:
                 raise ShapeError(
                     f"weight {key!r} has shape {array.shape}, the model needs {spec.shape}"
                 )
+            if not np.all(np.isfinite(array)):
+                raise ConfigError(f"weight {key!r} contains NaN or infinite values")
             checked[key] = array.copy()
         return checked
 

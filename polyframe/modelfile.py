@@ -52,20 +52,27 @@ def _where(exc: BaseException, path: Path) -> str:
 
 def _import(path: Path) -> ModuleType:
     if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist; pass the path of a .py file "
+        state = "is a directory" if path.is_dir() else "does not exist"
+        raise ModelFileError(f"model file {path} {state}; pass the path of a .py file "
                              "that defines build_model(input_shape, num_classes)")
     spec = importlib.util.spec_from_file_location(f"polyframe_model_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ModelFileError(f"{path} cannot be loaded as Python; model files are .py files")
     module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))  # lets a model file import modules beside it
     try:
         spec.loader.exec_module(module)
     except PolyframeError:
         raise
+    except SystemExit as exc:
+        raise ModelFileError(f"{path} called sys.exit({exc.code!r}) while loading; model files "
+                             "must only define build_model()") from None
     except SyntaxError as exc:
         raise ModelFileError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
     except Exception as exc:  # the user's code: report it in one line, with its location
         raise ModelFileError(f"{_where(exc, path)}: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 
@@ -74,7 +81,7 @@ def _call(module: ModuleType, path: Path, name: str, *args: object) -> object:
         return getattr(module, name)(*args)
     except PolyframeError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ModelFileError(f"{_where(exc, path)}: {name}() failed: {type(exc).__name__}: {exc}") from None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ._checks import check_float
 from .errors import ConfigError
 
 __all__ = ["Optimizer", "SGD", "Adam", "get_optimizer"]
@@ -21,10 +22,11 @@ class Optimizer:
     learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
-        if not float(self.learning_rate) > 0:
-            raise ConfigError(
-                f"{type(self).__name__}: learning_rate must be > 0, got {self.learning_rate!r}"
-            )
+        self._check("learning_rate", low=0.0, low_open=True)
+
+    def _check(self, name: str, **bounds: object) -> None:
+        value = check_float(getattr(self, name), f"{type(self).__name__}: {name}", **bounds)
+        object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,7 @@ class SGD(Optimizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= float(self.momentum) < 1.0:
-            raise ConfigError(f"SGD: momentum must be in [0, 1), got {self.momentum!r}")
+        self._check("momentum", low=0.0, high=1.0, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,9 @@ class Adam(Optimizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("beta_1", "beta_2"):
-            if not 0.0 <= float(getattr(self, name)) < 1.0:
-                raise ConfigError(f"Adam: {name} must be in [0, 1), got {getattr(self, name)!r}")
-        if not float(self.epsilon) > 0:
-            raise ConfigError(f"Adam: epsilon must be > 0, got {self.epsilon!r}")
+        self._check("beta_1", low=0.0, high=1.0, high_open=True)
+        self._check("beta_2", low=0.0, high=1.0, high_open=True)
+        self._check("epsilon", low=0.0, low_open=True)
 
 
 _BY_NAME: dict[str, type[Optimizer]] = {cls.kind: cls for cls in (SGD, Adam)}

@@ -67,10 +67,12 @@ def registered_backends() -> dict[str, Backend]:
 def get_backend(name: str, *, require_available: bool = True) -> Backend:
     """The backend registered as ``name``; by default it must also be usable here."""
     backends = registered_backends()
-    if name not in backends:
+    if not isinstance(name, str) or name not in backends:
         known = ", ".join(backends) or "none"
+        from_env = os.environ.get(ENV_BACKEND, "").strip()
+        source = f" (from ${ENV_BACKEND})" if from_env and name == from_env else ""
         raise BackendNotFoundError(
-            f"unknown backend {name!r}; registered backends: {known}. Install an adapter "
+            f"unknown backend {name!r}{source}; registered backends: {known}. Install an adapter "
             f"package (e.g. polyframe-torch) or check the spelling; `polyframe backends` lists them"
         )
     backend = backends[name]

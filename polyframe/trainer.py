@@ -7,11 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._checks import MAX_SEED, check_bool, check_int
 from .backend import BuildOptions, Executable
 from .callbacks import Callback, History, ProgressDisplay
 from .data import batch_indices, check_batch_size, check_inputs, split_validation
 from .errors import ConfigError, NonFiniteLossError
-from .losses import Loss, get_loss
+from .losses import Loss, SparseCategoricalCrossentropy, get_loss
 from .metrics import Metric, get_metric
 from .model import Sequential
 from .optimizers import Optimizer, get_optimizer
@@ -25,6 +26,7 @@ class Trainer:
 
     ``backend=None`` takes ``$POLYFRAME_BACKEND``, else the first available backend. Initial
     weights are polyframe's canonical ones for ``seed``, so they are identical on every backend.
+    ``metrics=None`` means accuracy for cross-entropy and none for regression losses.
     """
 
     def __init__(
@@ -33,21 +35,26 @@ class Trainer:
         *,
         loss: Loss | str = "sparse_categorical_crossentropy",
         optimizer: Optimizer | str = "adam",
-        metrics: Sequence[Metric | str] = ("accuracy",),
+        metrics: Sequence[Metric | str] | None = None,
         backend: str | None = None,
         seed: int = 0,
         deterministic: bool = False,
     ) -> None:
         if not isinstance(model, Sequential):
             raise ConfigError(f"Trainer needs a polyframe model, got {type(model).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative int, got {seed!r}")
+        if model.count_params() == 0:
+            raise ConfigError("the model has no trainable parameters; add a Dense or Conv2D layer")
         self.model = model
         self.loss = get_loss(loss)
         self.optimizer = get_optimizer(optimizer)
+        if metrics is None:
+            metrics = ("accuracy",) if isinstance(self.loss, SparseCategoricalCrossentropy) else ()
+        elif isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+            metrics = (metrics,)  # type: ignore[assignment]
         self.metrics = [get_metric(m) for m in metrics]
-        self.seed = int(seed)
-        self.backend_name = backend or default_backend_name()
+        self.seed = check_int(seed, "seed", minimum=0, maximum=MAX_SEED)
+        deterministic = check_bool(deterministic, "deterministic")
+        self.backend_name = default_backend_name() if backend is None else backend
         self.backend = get_backend(self.backend_name)
         self.executable: Executable = self.backend.build(
             model, model.init_weights(self.seed), self.loss, self.optimizer,
@@ -64,12 +71,14 @@ class Trainer:
         self.executable.set_weights(self.model.check_weights(weights))
 
     # -- data ----------------------------------------------------------------------------
-    def _prepare(self, x: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        x = check_inputs(x, self.model.input_shape)
-        if y is not None:
+    def _prepare(self, x: np.ndarray, y: np.ndarray | None, *, labelled: bool = True,
+                 what: str = "inputs") -> tuple[np.ndarray, np.ndarray | None]:
+        x = check_inputs(x, self.model.input_shape, what)
+        if labelled:
             y = self.loss.check_targets(y, self.model.output_shape)
             if len(y) != len(x):
-                raise ConfigError(f"x has {len(x)} samples but y has {len(y)}; they must match")
+                raise ConfigError(f"{what} have {len(x)} samples but their labels {len(y)}; "
+                                  "they must match")
         return self.executable.prepare_inputs(x), y
 
     # -- training ------------------------------------------------------------------------
@@ -94,13 +103,19 @@ class Trainer:
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ConfigError(f"epochs must be a positive int, got {epochs!r}")
         batch_size = check_batch_size(batch_size)
+        shuffle = check_bool(shuffle, "shuffle")
+        callbacks = _check_callbacks(callbacks)
+        if validation_data is not None and (not isinstance(validation_data, (tuple, list))
+                                            or len(validation_data) != 2):
+            raise ConfigError("validation_data must be a pair (x_val, y_val)")
         if validation_split:
             if validation_data is not None:
                 raise ConfigError("give validation_data or validation_split, not both")
             x, y, *validation = split_validation(np.asarray(x), np.asarray(y), validation_split)
             validation_data = (validation[0], validation[1])
         x_native, y = self._prepare(x, y)
-        val = self._prepare(*validation_data) if validation_data is not None else None
+        val = (self._prepare(*validation_data, what="validation inputs")
+               if validation_data is not None else None)
 
         history = History()
         listeners: list[Callback] = [history, *callbacks]
@@ -160,13 +175,22 @@ class Trainer:
 
     def predict(self, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
         """Model outputs for ``x`` in inference mode, canonical layout, float32."""
-        x_native, _ = self._prepare(x, None)
+        x_native, _ = self._prepare(x, None, labelled=False)
         parts = [self.executable.predict(x_native[index]) for index in
                  batch_indices(len(x_native), check_batch_size(batch_size), seed=0, epoch=0, shuffle=False)]
         return np.concatenate(parts)
 
     def __repr__(self) -> str:
         return f"Trainer(backend={self.backend_name!r}, seed={self.seed}, epoch={self.epoch})"
+
+
+def _check_callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
+    if not isinstance(callbacks, (list, tuple)):
+        raise ConfigError(f"callbacks must be a list of Callback objects, got {type(callbacks).__name__}")
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise ConfigError(f"callbacks must subclass polyframe.Callback, got {callback!r}")
+    return list(callbacks)
 
 
 def _emit(callbacks: list[Callback], event: str, *args: object) -> None:

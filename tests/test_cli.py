@@ -117,6 +117,25 @@ def test_model_file_that_does_not_exist(tmp_path):
     assert_clean_error(run("train", str(tmp_path / "nope.py")), "does not exist")
 
 
-def test_bad_numbers_are_usage_errors():
-    result = run("train", EXAMPLE, "--epochs", "0")
-    assert result.returncode == 2 and "Traceback" not in result.stderr and "positive integer" in result.stderr
+@pytest.mark.parametrize("args, fragment", [
+    (("train", EXAMPLE, "--epochs", "0"), "positive integer"),
+    (("train", EXAMPLE, "--validation-split", "1.5"), "fraction"),
+    (("train", EXAMPLE, "--learning-rate", "inf"), "finite"),
+    (("train", EXAMPLE, "--seed", str(2**64)), "seed"),
+    (("train", EXAMPLE, "--backend", ""), "unknown backend ''"),
+    ((), "COMMAND"),
+])
+def test_bad_arguments_are_one_line_errors(args, fragment):
+    assert_clean_error(run(*args), fragment)
+
+
+def test_a_model_file_imports_modules_beside_it(tmp_path):
+    (tmp_path / "heads.py").write_text("import polyframe as pf\ndef head(n):\n    return pf.Dense(n)\n")
+    path = model_file(tmp_path, """
+        from heads import head
+
+        def build_model(input_shape, num_classes):
+            return pf.Sequential([pf.Flatten(), head(num_classes)], input_shape=input_shape)
+    """)
+    result = run("train", path, "--backend", "torch", "--epochs", "1")
+    assert result.returncode == 0, result.stderr

@@ -107,3 +107,51 @@ def test_not_an_idx_file(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"nope")
     with pytest.raises(pf.DataError, match="not an IDX file"):
         pf.datasets.mnist(tmp_path)
+
+
+def _idx_pair(directory, images, labels):
+    _write_idx(directory / "t10k-images-idx3-ubyte", images, compress=False)
+    _write_idx(directory / "t10k-labels-idx1-ubyte", labels, compress=False)
+
+
+def test_zero_sample_idx_files(tmp_path):
+    _idx_pair(tmp_path, np.zeros((0, 28, 28)), np.zeros(0))
+    with pytest.raises(pf.DataError, match="non-empty"):
+        pf.datasets.mnist(tmp_path)
+
+
+def test_idx_header_whose_size_overflows(tmp_path):
+    header = struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">3I", 2**31, 2**31, 2**31)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(header)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(4), compress=False)
+    with pytest.raises(pf.DataError, match="truncated"):
+        pf.datasets.mnist(tmp_path)
+
+
+def test_labels_file_missing_is_named(tmp_path):
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((4, 28, 28)), compress=False)
+    with pytest.raises(pf.DataError, match="t10k-labels-idx1-ubyte"):
+        pf.datasets.mnist(tmp_path)
+
+
+@pytest.mark.parametrize("x, y", [
+    (np.array([["a"] * 28] * 28)[None].repeat(5, 0), np.arange(5)),          # string pixels
+    (np.zeros((5, 28, 28), np.uint8), np.array([0.0, 1.7, 2.0, 3.0, 4.0])),  # float labels
+    (np.zeros((5, 28, 28), np.uint8), np.array([0, 1, 2, 3, 40])),           # not a digit
+])
+def test_npz_with_bad_contents(tmp_path, x, y):
+    np.savez(tmp_path / "mnist.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    with pytest.raises(pf.DataError):
+        pf.datasets.mnist(tmp_path)
+
+
+def test_npz_with_pickled_objects(tmp_path):
+    np.savez(tmp_path / "mnist.npz", x_train=np.array([object()]), y_train=np.arange(1),
+             x_test=np.zeros((1, 2, 2)), y_test=np.arange(1))
+    with pytest.raises(pf.DataError, match="Python objects"):
+        pf.datasets.mnist(tmp_path)
+
+
+def test_a_split_without_test_samples_is_refused(digits):
+    with pytest.raises(pf.DataError, match="test split"):
+        pf.datasets.digits(test_fraction=1e-6)

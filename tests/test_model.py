@@ -59,7 +59,12 @@ def test_valid_kernel_larger_than_input_is_a_shape_error():
     lambda: pf.Conv2D(4, 3, padding="full"), lambda: pf.Dropout(1.0), lambda: pf.MaxPool2D((2, 2, 2)),
     lambda: pf.Sequential([], input_shape=(3,)), lambda: pf.Sequential([pf.Dense(2)], input_shape=(0,)),
     lambda: pf.Sequential(["dense"], input_shape=(3,)), lambda: pf.Adam(learning_rate=-1.0),
-    lambda: pf.SGD(momentum=1.5),
+    lambda: pf.SGD(momentum=1.5), lambda: pf.Dense(True), lambda: pf.Adam("0.01"),
+    lambda: pf.SGD(1e39), lambda: pf.Conv2D(2, None), lambda: pf.Dropout("0.5"),
+    lambda: pf.Adam(epsilon=float("inf")), lambda: pf.SparseCategoricalCrossentropy(from_logits="no"),
+    lambda: pf.Dense(3, use_bias="no"), lambda: pf.Sequential(pf.Dense(2), input_shape=(3,)),
+    lambda: pf.Sequential([pf.Dense(2)], input_shape="881"),
+    lambda: pf.Sequential([pf.Dense(2)], input_shape=(8.7, 3)),
 ])
 def test_invalid_specs_raise_config_errors(make):
     with pytest.raises(pf.ConfigError):
@@ -100,3 +105,8 @@ def test_check_weights_rejects_wrong_keys_and_shapes():
         model.check_weights({"dense.kernel": weights["dense.kernel"]})
     with pytest.raises(pf.ShapeError, match="dense.kernel"):
         model.check_weights({**weights, "dense.kernel": np.zeros((3, 4))})
+
+
+def test_numpy_integers_are_accepted_where_ints_are():
+    assert pf.Dense(np.int64(10)).units == 10
+    assert pf.Conv2D(np.int32(4), (np.int64(3), 3)).kernel_size == (3, 3)

@@ -96,3 +96,40 @@ def test_mse_regression_learns(backend):
     history = trainer.fit(x, y, epochs=20, batch_size=32, progress=False)
     assert history.history["loss"][-1] < 1e-4
     np.testing.assert_allclose(trainer.get_weights()["dense.kernel"][:, 0], [1.0, -2.0, 0.5], atol=1e-2)
+
+
+def test_bad_trainer_arguments_are_polyframe_errors(digits):
+    model = seed_cnn(digits.input_shape)
+    with pytest.raises(pf.ConfigError, match="seed"):
+        pf.Trainer(model, backend="torch", seed=2**64)
+    with pytest.raises(pf.ConfigError, match="no trainable parameters"):
+        pf.Trainer(pf.Sequential([pf.Flatten()], input_shape=(2, 2)), backend="torch")
+    trainer = pf.Trainer(model, backend="torch")
+    with pytest.raises(pf.LabelError, match="missing"):
+        trainer.fit(digits.x_train, None, progress=False)
+    with pytest.raises(pf.LabelError, match="numeric"):
+        trainer.fit(digits.x_train, digits.y_train.astype(str), progress=False)
+    with pytest.raises(pf.ConfigError, match="pair"):
+        trainer.fit(digits.x_train, digits.y_train, validation_data=digits.x_test, progress=False)
+    with pytest.raises(pf.ShapeError, match="validation inputs"):
+        trainer.fit(digits.x_train, digits.y_train, progress=False,
+                    validation_data=(digits.x_test[:, :4], digits.y_test))
+    with pytest.raises(pf.ConfigError, match="Callback"):
+        trainer.fit(digits.x_train, digits.y_train, callbacks=[object()], progress=False)
+    with pytest.raises(pf.ConfigError, match="NaN"):
+        trainer.set_weights({k: np.full_like(v, np.nan) for k, v in trainer.get_weights().items()})
+    with pytest.raises(pf.DataError, match="float32 range"):
+        trainer.predict(np.full((1, 8, 8, 1), 1e39))
+
+
+def test_default_metrics_follow_the_loss_and_accuracy_reads_one_hot_targets(digits):
+    model = seed_cnn(digits.input_shape)
+    regression = pf.Trainer(model, backend="torch", loss="mse")
+    assert regression.metrics == []
+    one_hot = np.eye(10, dtype=np.float32)[digits.y_train]
+    trainer = pf.Trainer(model, backend="torch", loss="mse", metrics="accuracy")
+    history = trainer.fit(digits.x_train, one_hot, epochs=2, progress=False)
+    assert 0.0 <= history.history["accuracy"][-1] <= 1.0
+    outputs = trainer.predict(digits.x_test)
+    expected = np.mean(outputs.argmax(1) == digits.y_test)
+    assert trainer.evaluate(digits.x_test, np.eye(10)[digits.y_test])["accuracy"] == pytest.approx(expected)
