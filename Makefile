@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.polyframe-installed
-PACKAGES := -e '.[test]' -e adapters/torch -e 'adapters/tensorflow[cpu]' -e adapters/jax
+PACKAGES := -e '.[test,bench]' -e adapters/torch -e 'adapters/tensorflow[cpu]' -e adapters/jax keras
 MNIST_DIR ?= ../shared/data/mnist
 
 .PHONY: setup demo test test-slow bench clean

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import statistics
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .datasets import load
 from ._checks import check_float
 from .errors import ConfigError, PolyframeError
 from .modelfile import load_model_file
-from .plugins import ENV_BACKEND, registered_backends
+from .plugins import ENV_BACKEND, get_backend, registered_backends
 from .trainer import Trainer
 
 __all__ = ["main"]
@@ -41,6 +44,17 @@ def _int_at_least(minimum: int, what: str):
 
 _positive_int = _int_at_least(1, "positive")
 _seed = _int_at_least(0, "non-negative")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(_positive_int(part) for part in text.split(","))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,6 +98,28 @@ def _parser() -> argparse.ArgumentParser:
                        help="turn on the framework's deterministic kernels")
     train.set_defaults(run=_train)
 
+    bench = commands.add_parser(
+        "bench", help="benchmark the backends side by side",
+        description="Time MODEL_FILE's training step on each backend and against hand-written "
+                    "native loops and Keras 3, each run in its own process.")
+    bench.add_argument("model_file", metavar="MODEL_FILE")
+    bench.add_argument("--backends", type=_names, help="comma-separated (default: every available backend)")
+    bench.add_argument("--batch-size", type=_int_list, default=(32,), help="comma-separated, e.g. 32,128")
+    bench.add_argument("--steps", type=_positive_int, default=50, help="timed steps per run")
+    bench.add_argument("--warmup", type=_seed, default=10, help="untimed steps before them")
+    bench.add_argument("--repeats", type=_positive_int, default=3, help="runs (processes) per cell")
+    bench.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1,
+                       help="threads per framework (default: all cores)")
+    bench.add_argument("--precision", default="float32", choices=("float32", "bf16-mixed", "fp16-mixed"))
+    bench.add_argument("--baselines", type=_names, default=("native", "keras"),
+                       help="native and/or keras, or 'none'")
+    bench.add_argument("--data", choices=("digits", "mnist"), default="digits")
+    bench.add_argument("--data-dir")
+    bench.add_argument("--seed", type=_seed, default=0)
+    bench.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per run")
+    bench.add_argument("--out", default="bench-results", help="directory for bench.json, bench.md, plots")
+    bench.set_defaults(run=_bench)
+
     backends = commands.add_parser("backends", help="list registered backends",
                                    description="List every registered backend with availability, "
                                                "framework version and devices.")
@@ -112,6 +148,44 @@ def _train(args: argparse.Namespace) -> int:
     shown = "  ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "loss")
     print(f"test {shown}  loss {result['loss']:.4f}  ({len(data.x_test)} samples)")
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import BenchConfig, run_bench, summarise
+    from .bench.cache import model_signature, store
+    from .bench.report import table, write_outputs
+    from .hardware import probe
+
+    data = load(args.data, args.data_dir)
+    recipe = load_model_file(args.model_file, data.input_shape, data.num_classes)
+    backends = args.backends or tuple(n for n, b in registered_backends().items()
+                                      if b.availability().available)
+    for name in backends:
+        get_backend(name)
+    config = BenchConfig(str(Path(args.model_file).resolve()), tuple(backends), tuple(args.batch_size),
+                         args.steps, args.warmup, args.repeats, args.threads, args.precision,
+                         tuple(b for b in args.baselines if b != "none"), args.data,
+                         str(Path(args.data_dir).resolve()) if args.data_dir else None, args.seed,
+                         args.timeout)
+    machine = probe()
+    print(f"bench {recipe.name} on {data.describe()}\nmachine: {machine.describe()}; "
+          f"{config.threads} threads per framework")
+
+    def report(result) -> None:
+        took = f"{result.wall_s:.1f}s"
+        detail = result.error if result.status != "ok" else \
+            f"median step {1e3 * statistics.median(result.result['step_s']):.2f} ms"
+        print(f"  {result.label}: {result.status} ({took}) {detail}", flush=True)
+
+    results = run_bench(config, report)
+    summary = summarise(results)
+    print(table(summary))
+    command = "polyframe bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "polyframe bench"
+    written = write_outputs(config, machine, results, summary, Path(args.out), command)
+    cached = store(machine, model_signature(recipe.model, recipe.loss, recipe.optimizer),
+                   config.precision, summary["rows"])
+    print(f"wrote {', '.join(str(p) for p in written)}; cached {cached} result(s)")
+    return 1 if any(r.status in ("failed", "timeout") for r in results) else 0
 
 
 def _backends(args: argparse.Namespace) -> int:

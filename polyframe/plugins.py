@@ -6,6 +6,7 @@ Built-in adapters are found exactly as a third party's would be; nothing here na
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 
 import pluggy
@@ -22,17 +23,27 @@ __all__ = [
     "get_backend",
     "default_backend_name",
     "ENV_BACKEND",
+    "ENV_PLUGINS",
 ]
 
 ENV_BACKEND = "POLYFRAME_BACKEND"
+ENV_PLUGINS = "POLYFRAME_PLUGINS"
 
 
 @functools.cache
 def plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, with every installed entry point loaded."""
+    """The process-wide plugin manager: every installed entry point, plus the modules named
+    (comma-separated) in ``$POLYFRAME_PLUGINS`` -- a way to try a plugin without installing it."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+    for name in filter(None, (n.strip() for n in os.environ.get(ENV_PLUGINS, "").split(","))):
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"${ENV_PLUGINS} names {name!r}, which cannot be imported: {exc}") from None
+        if not pm.is_registered(module):
+            pm.register(module, name)
     return pm
 
 

@@ -61,6 +61,8 @@ class Trainer:
             BuildOptions(seed=self.seed, deterministic=deterministic),
         )
         self.epoch = 0
+        self.stop_training = False
+        """Set by a callback to end :meth:`fit` after the current batch."""
 
     # -- weights -------------------------------------------------------------------------
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -126,6 +128,7 @@ class Trainer:
         steps = math.ceil(len(x_native) / batch_size)
         _emit(listeners, "on_train_begin", {"epochs": epochs, "steps_per_epoch": steps})
         first_epoch = self.epoch
+        self.stop_training = False
         for epoch in range(first_epoch, first_epoch + epochs):
             _emit(listeners, "on_epoch_begin", epoch, {})
             for metric in self.metrics:
@@ -148,11 +151,15 @@ class Trainer:
                     metric.update(y_batch, outputs)
                 _emit(listeners, "on_batch_end", step,
                       {"epoch": epoch - first_epoch, "batch_loss": loss, "loss": total / seen})
+                if self.stop_training:
+                    break
             logs = {"loss": total / seen, **{m.name: m.result() for m in self.metrics}}
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_prepared(*val, batch_size).items()})
             self.epoch = epoch + 1
             _emit(listeners, "on_epoch_end", epoch - first_epoch, logs)
+            if self.stop_training:
+                break
         _emit(listeners, "on_train_end", {})
         return history
 
