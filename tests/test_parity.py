@@ -41,9 +41,17 @@ def test_initial_weights_are_bitwise_identical_on_every_backend(all_backends, di
             np.testing.assert_array_equal(weights[key], canonical[key], err_msg=f"{name} {key}")
 
 
-@pytest.mark.parametrize("model", [TRICKY, pf.Sequential(
+CHANNEL_SOFTMAX = pf.Sequential([
+    pf.Conv2D(3, 3, padding="same", activation="softmax"),  # softmax over channels of an image
+    pf.Activation("softmax"),
+    pf.Flatten(),
+    pf.Dense(4),
+], input_shape=(5, 6, 2))
+
+
+@pytest.mark.parametrize("model", [TRICKY, CHANNEL_SOFTMAX, pf.Sequential(
     [pf.Flatten(), pf.Dense(6, activation="tanh"), pf.Dense(3)], input_shape=(4, 3, 2))],
-    ids=["conv-same-pool-flatten", "mlp"])
+    ids=["conv-same-pool-flatten", "softmax-over-channels", "mlp"])
 def test_forward_matches_float64_reference(backend, model):
     x = np.random.default_rng(0).normal(size=(6, *model.input_shape)).astype(np.float32)
     expected = ReferenceModel(model, model.init_weights(5)).forward(x)

@@ -26,15 +26,22 @@ _ACTIVATIONS = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
-    "softmax": lambda: nn.Softmax(dim=-1),
 }
 
 _ELEMENTWISE = (Dropout, Activation)
 
 
-def _activation(name: str) -> list[nn.Module]:
-    """The module for an activation; none for ``"linear"``."""
-    return [] if name == "linear" else [_ACTIVATIONS[name]()]
+def _activation(name: str, node: Node) -> list[nn.Module]:
+    """The module for an activation on ``node``'s output; none for ``"linear"``.
+
+    Softmax runs over the canonical last axis: the channels, which torch keeps on axis 1 of an
+    image tensor.
+    """
+    if name == "linear":
+        return []
+    if name == "softmax":
+        return [nn.Softmax(dim=1 if len(node.output_shape) == 3 else -1)]
+    return [_ACTIVATIONS[name]()]
 
 
 def _pads(node: Node, kernel: tuple[int, int], strides: tuple[int, int], padding: str) -> tuple[int, int, int, int]:
@@ -93,7 +100,7 @@ class _Compiler:
             conv = nn.Conv2d(node.input_shape[-1], layer.filters, layer.kernel_size,
                              stride=layer.strides, padding=(pads[2], pads[0]) if symmetric else 0,
                              bias=layer.use_bias)
-            self.modules += [conv, *_activation(layer.activation)]
+            self.modules += [conv, *_activation(layer.activation, node)]
             self._register(node, conv, "kernel", "conv", None)
         elif isinstance(layer, MaxPool2D):
             pads = _pads(node, layer.pool_size, layer.strides, layer.padding)
@@ -110,13 +117,13 @@ class _Compiler:
                 self.modules.append(_ChannelLastFlatten())
         elif isinstance(layer, Dense):
             linear = nn.Linear(node.input_shape[0], layer.units, bias=layer.use_bias)
-            self.modules += [linear, *_activation(layer.activation)]
+            self.modules += [linear, *_activation(layer.activation, node)]
             self._register(node, linear, "kernel", "dense", self._pending_rows)
             self._pending_rows = None
         elif isinstance(layer, Dropout):
             self.modules.append(nn.Dropout(layer.rate))
         elif isinstance(layer, Activation):
-            self.modules += _activation(layer.activation)
+            self.modules += _activation(layer.activation, node)
         else:
             raise ConfigError(f"the torch backend does not support layer {type(layer).__name__}")
 
