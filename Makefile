@@ -6,7 +6,7 @@ STAMP := $(VENV)/.polyframe-installed
 PACKAGES := -e '.[test,bench]' -e adapters/torch -e 'adapters/tensorflow[cpu]' -e adapters/jax keras
 MNIST_DIR ?= ../shared/data/mnist
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench bench-compare clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ test-slow: setup
 
 bench: setup
 	$(PY) benchmarks/step_time.py --data-dir $(MNIST_DIR)
+
+bench-compare: setup
+	$(VENV)/bin/polyframe bench examples/mnist_cnn.py --data mnist --data-dir $(MNIST_DIR) \
+		--batch-size 64 --steps 100 --warmup 20 --repeats 3 --out benchmarks/results/bench-mnist-cnn
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

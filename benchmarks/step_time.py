@@ -100,7 +100,7 @@ def _native_tensorflow(x, y, weights, order, stamps):
         h = tf.nn.relu(h @ d_k + d_b)
         return h @ o_k + o_b
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
+    @tf.function(reduce_retracing=True)
     def step(xb, yb):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(yb, forward(params, xb)))
