@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..hardware import Machine
 from .runner import BenchConfig, RunResult
 
@@ -94,14 +96,23 @@ def _plots(summary: dict[str, Any], out: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, (ax, diff) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    reference = next((r for r in rows if r["impl"] == "polyframe"), rows[0])
+    base = np.asarray(reference["losses"])
     for r in rows:
         style = {"polyframe": "-", "native": "--", "keras": ":"}.get(r["impl"], "-.")
-        ax.plot(r["losses"], style, label=f"{r['backend']} {r['impl']} b{r['batch_size']}", linewidth=1)
-    ax.set_xlabel("step")
+        label = f"{r['backend']} {r['impl']} b{r['batch_size']}"
+        ax.plot(r["losses"], style, label=label, linewidth=1)
+        if r is not reference and r["batch_size"] == reference["batch_size"]:
+            curve = np.asarray(r["losses"][:len(base)])
+            rel = np.abs(curve - base[:len(curve)]) / np.maximum(np.abs(base[:len(curve)]), 1e-12)
+            diff.semilogy(np.maximum(rel, 1e-9), style, label=label, linewidth=1)
     ax.set_ylabel("training loss")
     ax.set_title("Training loss of every run (first repeat)")
     ax.legend(fontsize=6, ncol=2)
+    diff.set_xlabel("step")
+    diff.set_ylabel(f"relative difference\nto {reference['backend']} {reference['impl']}")
+    diff.axhline(1e-3, color="grey", linewidth=0.8, linestyle="--")
     fig.tight_layout()
     paths.append(out / "loss_curves.png")
     fig.savefig(paths[-1], dpi=120)
