@@ -20,7 +20,21 @@ from .errors import (
     ShapeError,
 )
 from .hookspecs import hookimpl
-from .layers import Activation, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
+from .layers import (
+    Activation,
+    AvgPool2D,
+    BatchNorm,
+    Conv1D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    GlobalMaxPool2D,
+    Layer,
+    MaxPool2D,
+    Reshape,
+)
 from .losses import MeanSquaredError, SparseCategoricalCrossentropy
 from .model import Sequential
 from .optimizers import SGD, Adam
@@ -33,6 +47,7 @@ __all__ = [
     "__version__",
     # model
     "Sequential", "Layer", "Dense", "Conv2D", "MaxPool2D", "Flatten", "Dropout", "Activation",
+    "AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "Conv1D", "Reshape", "BatchNorm",
     # training
     "Trainer", "Callback", "History",
     "SparseCategoricalCrossentropy", "MeanSquaredError", "SGD", "Adam",

@@ -6,6 +6,7 @@ name            rule
 glorot_uniform  ``U(-l, l)``, ``l = sqrt(6 / (fan_in + fan_out))``; for a kernel
                 ``(..., in, out)`` the receptive field ``prod(...)`` multiplies both fans
 zeros           all zeros
+ones            all ones
 ==============  =====================================================================
 
 Values are drawn in float64 from one generator, in the model's parameter order, then cast to
@@ -43,9 +44,14 @@ def _zeros(rng: np.random.Generator, shape: Shape) -> np.ndarray:
     return np.zeros(shape)
 
 
+def _ones(rng: np.random.Generator, shape: Shape) -> np.ndarray:
+    return np.ones(shape)
+
+
 INITIALIZERS: dict[str, Callable[[np.random.Generator, Shape], np.ndarray]] = {
     "glorot_uniform": _glorot_uniform,
     "zeros": _zeros,
+    "ones": _ones,
 }
 
 

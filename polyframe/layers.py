@@ -2,7 +2,8 @@
 
 A layer knows its parameters' canonical shapes and how it transforms a shape; it holds no
 weights and imports no framework. Shapes here exclude the batch dimension; image tensors are
-NHWC (channels last), convolution kernels ``(kH, kW, in, out)`` and dense kernels ``(in, out)``.
+NHWC and sequences ``(length, channels)`` (channels last), convolution kernels
+``(kH, kW, in, out)`` / ``(k, in, out)`` and dense kernels ``(in, out)``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,18 @@ __all__ = [
     "Dense",
     "Conv2D",
     "MaxPool2D",
+    "AvgPool2D",
+    "GlobalAvgPool2D",
+    "GlobalMaxPool2D",
+    "Conv1D",
+    "Reshape",
+    "BatchNorm",
     "Flatten",
     "Dropout",
     "Activation",
     "same_padding",
     "window_output_size",
+    "window_counts",
 ]
 
 Shape = tuple[int, ...]
@@ -33,11 +41,16 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One trainable array: its local name, canonical shape and initializer."""
+    """One array of a layer: its local name, canonical shape and initializer.
+
+    ``trainable=False`` marks state (e.g. BatchNorm's moving statistics): it is part of the
+    weights (``get_weights``/``set_weights``) but optimizers never update it.
+    """
 
     name: str
     shape: Shape
     initializer: str
+    trainable: bool = True
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -52,6 +65,14 @@ def window_output_size(size: int, kernel: int, stride: int, padding: str) -> int
     if padding == "same":
         return -(-size // stride)
     return (size - kernel) // stride + 1
+
+
+def window_counts(size: int, kernel: int, stride: int, padding: str) -> tuple[int, ...]:
+    """How many real (non-padding) elements each output window covers along one axis."""
+    before = same_padding(size, kernel, stride)[0] if padding == "same" else 0
+    out = window_output_size(size, kernel, stride, padding)
+    return tuple(min(o * stride - before + kernel, size) - max(o * stride - before, 0)
+                 for o in range(out))
 
 
 def _pair(value: int | tuple[int, int], what: str, where: str) -> tuple[int, int]:
@@ -172,20 +193,20 @@ class Conv2D(Layer):
 
 
 @dataclass(frozen=True)
-class MaxPool2D(Layer):
-    """Max pooling over NHWC input. ``strides`` defaults to ``pool_size``; "same" pads with -inf."""
+class _Pool2D(Layer):
+    """Shared by the windowed 2-D pools: ``strides`` defaults to ``pool_size``."""
 
-    kind: ClassVar[str] = "max_pool2d"
     pool_size: int | tuple[int, int] = 2
     strides: int | tuple[int, int] | None = None
     padding: str = "valid"
 
     def __post_init__(self) -> None:
-        pool = _pair(self.pool_size, "pool_size", "MaxPool2D")
+        where = type(self).__name__
+        pool = _pair(self.pool_size, "pool_size", where)
         object.__setattr__(self, "pool_size", pool)
-        strides = pool if self.strides is None else _pair(self.strides, "strides", "MaxPool2D")
+        strides = pool if self.strides is None else _pair(self.strides, "strides", where)
         object.__setattr__(self, "strides", strides)
-        object.__setattr__(self, "padding", _padding(self.padding, "MaxPool2D"))
+        object.__setattr__(self, "padding", _padding(self.padding, where))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 3:
@@ -204,6 +225,165 @@ class MaxPool2D(Layer):
             window_output_size(h, ph, sh, self.padding),
             window_output_size(w, pw, sw, self.padding),
             c,
+        )
+
+
+@dataclass(frozen=True)
+class MaxPool2D(_Pool2D):
+    """Max pooling over NHWC input. ``strides`` defaults to ``pool_size``; "same" pads with -inf."""
+
+    kind: ClassVar[str] = "max_pool2d"
+
+
+@dataclass(frozen=True)
+class AvgPool2D(_Pool2D):
+    """Average pooling over NHWC input. ``strides`` defaults to ``pool_size``.
+
+    Each output is the mean of the window's real elements: with ``"same"`` padding the padded
+    positions are excluded from both the sum and the count (TensorFlow's rule), so a border
+    window covering ``n`` real elements divides by ``n``, not by ``pool_h * pool_w``.
+    """
+
+    kind: ClassVar[str] = "avg_pool2d"
+
+
+@dataclass(frozen=True)
+class _GlobalPool2D(Layer):
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 3:
+            raise self._shape_error(
+                "a 4-D input (batch, height, width, channels)", input_shape,
+                "pool only image-shaped tensors (NHWC)",
+            )
+        return (input_shape[-1],)
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool2D(_GlobalPool2D):
+    """Mean over height and width: ``(batch, H, W, C) -> (batch, C)``."""
+
+    kind: ClassVar[str] = "global_avg_pool2d"
+
+
+@dataclass(frozen=True)
+class GlobalMaxPool2D(_GlobalPool2D):
+    """Max over height and width: ``(batch, H, W, C) -> (batch, C)``."""
+
+    kind: ClassVar[str] = "global_max_pool2d"
+
+
+@dataclass(frozen=True)
+class Conv1D(Layer):
+    """1-D convolution over ``(batch, length, channels)`` with kernel ``(k, in, filters)``.
+
+    ``y[n, t, f] = act(sum_{j, c} xp[n, t * strides + j * dilation, c] * K[j, c, f] + b[f])``, where
+    ``xp`` is the input padded by :func:`same_padding` with the dilated span
+    ``(k - 1) * dilation + 1`` for ``"same"`` (the odd element at the end), unpadded for ``"valid"``.
+    """
+
+    kind: ClassVar[str] = "conv1d"
+    filters: int
+    kernel_size: int
+    strides: int = 1
+    padding: str = "valid"
+    dilation: int = 1
+    activation: str | None = None
+    use_bias: bool = True
+
+    def __post_init__(self) -> None:
+        for attr in ("filters", "kernel_size", "strides", "dilation"):
+            value = getattr(self, attr)
+            if isinstance(value, (tuple, list)) and len(value) == 1:
+                value = value[0]
+            object.__setattr__(self, attr, check_int(value, f"Conv1D: {attr}"))
+        object.__setattr__(self, "use_bias", check_bool(self.use_bias, "Conv1D: use_bias"))
+        object.__setattr__(self, "padding", _padding(self.padding, "Conv1D"))
+        object.__setattr__(self, "activation", check_activation(self.activation, "Conv1D"))
+
+    @property
+    def span(self) -> int:
+        """Length of input one output element sees: ``(kernel_size - 1) * dilation + 1``."""
+        return (self.kernel_size - 1) * self.dilation + 1
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 2:
+            raise self._shape_error(
+                "a 3-D input (batch, length, channels)", input_shape,
+                "give sequences as (N, length, channels), e.g. reshape (N, L) to (N, L, 1)",
+            )
+        if self.padding == "valid" and input_shape[0] < self.span:
+            raise self._shape_error(
+                f"length >= {self.span} (the dilated kernel span) with 'valid' padding",
+                input_shape, "use padding='same', a smaller kernel or a smaller dilation",
+            )
+        return (window_output_size(input_shape[0], self.span, self.strides, self.padding),
+                self.filters)
+
+    def params(self, input_shape: Shape) -> tuple[ParamSpec, ...]:
+        kernel = ParamSpec("kernel", (self.kernel_size, input_shape[-1], self.filters),
+                           "glorot_uniform")
+        return (kernel, ParamSpec("bias", (self.filters,), "zeros")) if self.use_bias else (kernel,)
+
+
+@dataclass(frozen=True)
+class Reshape(Layer):
+    """Reshapes each sample to ``target_shape`` (batch excluded; one entry may be -1), reading
+    and writing elements in row-major channel-last order, like ``numpy.reshape`` on NHWC data."""
+
+    kind: ClassVar[str] = "reshape"
+    target_shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        target = self.target_shape
+        if not isinstance(target, (tuple, list)) or not target:
+            raise ConfigError(f"Reshape: target_shape must be a non-empty tuple of ints, got {target!r}")
+        dims = tuple(-1 if d == -1 and not isinstance(d, bool) else check_int(d, "Reshape: each dimension")
+                     for d in target)
+        if dims.count(-1) > 1:
+            raise ConfigError(f"Reshape: at most one dimension may be -1, got {target!r}")
+        object.__setattr__(self, "target_shape", dims)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        size, known = math.prod(input_shape), math.prod(d for d in self.target_shape if d != -1)
+        fits = size % known == 0 if -1 in self.target_shape else size == known
+        if not fits:
+            raise self._shape_error(
+                f"{known}{' * k' if -1 in self.target_shape else ''} elements per sample "
+                f"to reshape to {_show(self.target_shape)}",
+                input_shape, f"the input has {size} elements per sample",
+            )
+        return tuple(size // known if d == -1 else d for d in self.target_shape)
+
+
+@dataclass(frozen=True)
+class BatchNorm(Layer):
+    """Batch normalisation over the last axis (the channels), for inputs of any rank.
+
+    Training: ``y = gamma * (x - m) / sqrt(v + epsilon) + beta`` with the batch mean ``m`` and the
+    **biased** batch variance ``v`` over every axis but the last; then each moving statistic
+    becomes ``momentum * moving + (1 - momentum) * batch`` (``momentum`` weighs the *old* value,
+    Keras' convention; PyTorch's ``momentum`` is ``1 - momentum``). Inference: the same formula
+    with ``moving_mean`` / ``moving_variance``. ``gamma``, ``beta`` are trainable; the moving
+    statistics are non-trainable state, initialised to zeros / ones.
+    """
+
+    kind: ClassVar[str] = "batch_norm"
+    momentum: float = 0.99
+    epsilon: float = 1e-3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "momentum", check_float(self.momentum, "BatchNorm: momentum",
+                                                         low=0.0, high=1.0))
+        object.__setattr__(self, "epsilon", check_float(self.epsilon, "BatchNorm: epsilon",
+                                                        low=0.0, low_open=True))
+
+    def params(self, input_shape: Shape) -> tuple[ParamSpec, ...]:
+        channels = (input_shape[-1],)
+        return (
+            ParamSpec("gamma", channels, "ones"),
+            ParamSpec("beta", channels, "zeros"),
+            ParamSpec("moving_mean", channels, "zeros", trainable=False),
+            ParamSpec("moving_variance", channels, "ones", trainable=False),
         )
 
 

@@ -3,18 +3,36 @@
 It runs forward and backward passes and optimizer updates with the formulas documented in
 :mod:`polyframe.layers`, :mod:`polyframe.losses` and :mod:`polyframe.optimizers`, written
 independently of every framework. Dropout is the identity here: the reference has no RNG, so
-compare against it with dropout off.
+compare against it with dropout off. :meth:`ReferenceModel.forward` runs in inference mode and
+:meth:`ReferenceModel.loss_and_grads` in training mode (BatchNorm on batch statistics).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import ConfigError
-from .layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPool2D, same_padding
+from .activations import LEAKY_RELU_SLOPE
+from .layers import (
+    Activation,
+    AvgPool2D,
+    BatchNorm,
+    Conv1D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    GlobalMaxPool2D,
+    MaxPool2D,
+    Reshape,
+    same_padding,
+    window_counts,
+)
 from .losses import PROBABILITY_FLOOR, Loss, MeanSquaredError, SparseCategoricalCrossentropy
 from .model import Node, Sequential
 from .optimizers import SGD, Adam, Optimizer
@@ -40,7 +58,26 @@ def _activation(name: str, x: Array) -> tuple[Array, Backward]:
         e = np.exp(x - x.max(axis=-1, keepdims=True))
         y = e / e.sum(axis=-1, keepdims=True)
         return y, lambda g: y * (g - (g * y).sum(axis=-1, keepdims=True))
+    if name == "log_softmax":
+        shifted = x - x.max(axis=-1, keepdims=True)
+        y = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        return y, lambda g: g - np.exp(y) * g.sum(axis=-1, keepdims=True)
+    if name == "gelu":
+        cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
+        pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        return x * cdf, lambda g: g * (cdf + x * pdf)
+    if name == "silu":
+        s = 1.0 / (1.0 + np.exp(-x))
+        return x * s, lambda g: g * s * (1.0 + x * (1.0 - s))
+    if name == "leaky_relu":
+        slope = np.where(x > 0, 1.0, LEAKY_RELU_SLOPE)
+        return x * slope, lambda g: g * slope
+    if name == "softplus":
+        return np.logaddexp(0.0, x), lambda g: g / (1.0 + np.exp(-x))
     raise ConfigError(f"reference: unknown activation {name!r}")
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def _pad(x: Array, node: Node, kernel: tuple[int, int], strides: tuple[int, int], padding: str,
@@ -82,7 +119,7 @@ class ReferenceModel:
         self.model = model
         self.weights = {k: np.asarray(v, dtype=np.float64).copy() for k, v in weights.items()}
 
-    def _layer(self, node: Node, x: Array) -> tuple[Array, Callable[[Array, dict], Array]]:
+    def _layer(self, node: Node, x: Array, training: bool) -> tuple[Array, Callable[[Array, dict], Array]]:
         layer, w = node.layer, self.weights
         if isinstance(layer, Dense):
             kernel = w[node.param_key("kernel")]
@@ -127,6 +164,35 @@ class ReferenceModel:
                 gwin = gwin.reshape(win.shape)
                 return _unpad(_scatter_windows(gwin, padded.shape, layer.pool_size, layer.strides), pads)
             return y, back
+        if isinstance(layer, AvgPool2D):
+            padded, pads = _pad(x, node, layer.pool_size, layer.strides, layer.padding, 0.0)
+            win = _windows(padded, layer.pool_size, layer.strides)
+            counts = np.outer(*(window_counts(n, k, s, layer.padding) for n, k, s in
+                                zip(x.shape[1:3], layer.pool_size, layer.strides)))[None, :, :, None]
+            y = win.sum(axis=(-2, -1)) / counts
+
+            def back(g: Array, grads: dict) -> Array:
+                gwin = np.broadcast_to((g / counts)[..., None, None], win.shape)
+                return _unpad(_scatter_windows(gwin, padded.shape, layer.pool_size, layer.strides), pads)
+            return y, back
+        if isinstance(layer, GlobalAvgPool2D):
+            area = x.shape[1] * x.shape[2]
+            return x.mean(axis=(1, 2)), lambda g, grads: np.broadcast_to(g[:, None, None] / area, x.shape).copy()
+        if isinstance(layer, GlobalMaxPool2D):
+            flat = x.reshape(len(x), -1, x.shape[-1])
+            arg = flat.argmax(axis=1)[:, None]
+
+            def back(g: Array, grads: dict) -> Array:
+                gflat = np.zeros(flat.shape)
+                np.put_along_axis(gflat, arg, g[:, None], axis=1)
+                return gflat.reshape(x.shape)
+            return np.take_along_axis(flat, arg, axis=1)[:, 0], back
+        if isinstance(layer, Conv1D):
+            return self._conv1d(node, layer, x)
+        if isinstance(layer, Reshape):
+            return x.reshape(len(x), *node.output_shape), lambda g, grads: g.reshape(x.shape)
+        if isinstance(layer, BatchNorm):
+            return self._batch_norm(node, layer, x, training)
         if isinstance(layer, Flatten):
             return x.reshape(len(x), -1), lambda g, grads: g.reshape(x.shape)
         if isinstance(layer, Dropout):
@@ -136,25 +202,81 @@ class ReferenceModel:
             return y, lambda g, grads: act_back(g)
         raise ConfigError(f"the reference does not implement layer {type(layer).__name__}")
 
-    def _run(self, x: Array) -> tuple[Array, list[Callable[[Array, dict], Array]]]:
+    def _conv1d(self, node: Node, layer: Conv1D, x: Array) -> tuple[Array, Callable[[Array, dict], Array]]:
+        kernel = self.weights[node.param_key("kernel")]
+        before, after = (same_padding(x.shape[1], layer.span, layer.strides)
+                         if layer.padding == "same" else (0, 0))
+        padded = np.pad(x, ((0, 0), (before, after), (0, 0)))
+        taps = (np.arange(node.output_shape[0])[:, None] * layer.strides
+                + np.arange(layer.kernel_size)[None, :] * layer.dilation)
+        win = padded[:, taps]
+        z = np.einsum("notc,tcf->nof", win, kernel)
+        if layer.use_bias:
+            z = z + self.weights[node.param_key("bias")]
+        y, act_back = _activation(layer.activation, z)
+
+        def back(g: Array, grads: dict) -> Array:
+            g = act_back(g)
+            grads[node.param_key("kernel")] = np.einsum("notc,nof->tcf", win, g)
+            if layer.use_bias:
+                grads[node.param_key("bias")] = g.sum(axis=(0, 1))
+            gpad = np.zeros(padded.shape)
+            np.add.at(gpad, (slice(None), taps), np.einsum("nof,tcf->notc", g, kernel))
+            return gpad[:, before:before + x.shape[1]]
+        return y, back
+
+    def _batch_norm(self, node: Node, layer: BatchNorm, x: Array,
+                    training: bool) -> tuple[Array, Callable[[Array, dict], Array]]:
+        w, key = self.weights, node.param_key
+        gamma, beta = w[key("gamma")], w[key("beta")]
+        axes = tuple(range(x.ndim - 1))
+        if training:
+            mean, var = x.mean(axis=axes), x.var(axis=axes)
+            for name, batch in (("moving_mean", mean), ("moving_variance", var)):
+                self._moving[key(name)] = layer.momentum * w[key(name)] + (1 - layer.momentum) * batch
+        else:
+            mean, var = w[key("moving_mean")], w[key("moving_variance")]
+        inv = 1.0 / np.sqrt(var + layer.epsilon)
+        xhat = (x - mean) * inv
+
+        def back(g: Array, grads: dict) -> Array:
+            grads[key("gamma")] = (g * xhat).sum(axis=axes)
+            grads[key("beta")] = g.sum(axis=axes)
+            if not training:
+                return g * gamma * inv
+            return gamma * inv * (g - g.mean(axis=axes) - xhat * (g * xhat).mean(axis=axes))
+        return gamma * xhat + beta, back
+
+    def _run(self, x: Array, training: bool) -> tuple[Array, list[Callable[[Array, dict], Array]]]:
         x = np.asarray(x, dtype=np.float64)
         backs = []
+        self._moving: dict[str, Array] = {}
         for node in self.model.nodes:
-            x, back = self._layer(node, x)
+            x, back = self._layer(node, x, training)
             backs.append(back)
         return x, backs
 
-    def forward(self, x: Array) -> Array:
-        """Outputs for canonical (NHWC) inputs, in float64."""
-        return self._run(x)[0]
+    def forward(self, x: Array, training: bool = False) -> Array:
+        """Outputs for canonical (NHWC) inputs, in float64; inference mode unless ``training``.
 
-    def loss_and_grads(self, x: Array, y: Array, loss: Loss) -> tuple[float, dict[str, Array], Array]:
-        """The batch loss, the parameter gradients and the input gradient."""
-        outputs, backs = self._run(x)
+        Never changes the weights, BatchNorm's moving statistics included.
+        """
+        return self._run(x, training)[0]
+
+    def loss_and_grads(self, x: Array, y: Array, loss: Loss, *,
+                       update_state: bool = False) -> tuple[float, dict[str, Array], Array]:
+        """The batch loss, the parameter gradients and the input gradient, in training mode.
+
+        With ``update_state``, BatchNorm's moving statistics then take this batch's update, as a
+        backend's train step does; gradients cover trainable parameters only.
+        """
+        outputs, backs = self._run(x, training=True)
         value, g = reference_loss(loss, outputs, y)
         grads: dict[str, Array] = {}
         for back in reversed(backs):
             g = back(g, grads)
+        if update_state:
+            self.weights.update(self._moving)
         return value, grads, g
 
 
@@ -213,7 +335,7 @@ class ReferenceOptimizer:
         """Run one step per ``(x, y)`` batch; returns the loss before each update."""
         losses = []
         for x, y in batches:
-            value, grads, _ = model.loss_and_grads(x, y, loss)
+            value, grads, _ = model.loss_and_grads(x, y, loss, update_state=True)
             self.update(model.weights, grads)
             losses.append(value)
         return losses

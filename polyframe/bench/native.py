@@ -56,6 +56,9 @@ class NativeRun:
     predict: Callable[[np.ndarray], np.ndarray]
 
 
+BASELINE_ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "softmax")
+
+
 def _names(types: tuple[type, ...]) -> str:
     return ", ".join(t.__name__ for t in types)
 
@@ -69,6 +72,10 @@ def check_supported(model: Sequential, loss: Loss, optimizer: Optimizer,
         if type(node.layer) not in _LAYERS:
             raise ConfigError(f"{where}: layer {node.name!r} ({type(node.layer).__name__}) is not "
                               f"supported; supported layers: {_names(_LAYERS)}")
+        activation = getattr(node.layer, "activation", "linear")
+        if activation not in BASELINE_ACTIVATIONS:
+            raise ConfigError(f"{where}: activation {activation!r} of layer {node.name!r} is not "
+                              f"supported; supported: {', '.join(BASELINE_ACTIVATIONS)}")
     if type(loss) not in _LOSSES:
         raise ConfigError(f"{where}: loss {type(loss).__name__} is not supported; "
                           f"supported losses: {_names(_LOSSES)}")

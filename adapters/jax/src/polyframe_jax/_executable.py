@@ -19,15 +19,23 @@ from jax import lax
 
 from polyframe.backend import BuildOptions, Executable, StepResult
 from polyframe.errors import ConfigError
+from polyframe.activations import LEAKY_RELU_SLOPE
 from polyframe.layers import (
     Activation,
+    AvgPool2D,
+    BatchNorm,
+    Conv1D,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
+    GlobalMaxPool2D,
     Layer,
     MaxPool2D,
+    Reshape,
     same_padding,
+    window_counts,
 )
 from polyframe.losses import (
     PROBABILITY_FLOOR,
@@ -41,8 +49,10 @@ from polyframe.optimizers import SGD, Adam, Optimizer
 __all__ = ["JaxExecutable"]
 
 Params = dict[str, jax.Array]
-Apply = Callable[[Params, jax.Array, "jax.Array | None"], jax.Array]
-"""One layer: ``(params, x, dropout_key) -> y``; ``dropout_key`` is ``None`` in inference mode."""
+Apply = Callable[[Params, jax.Array, "jax.Array | None", Params], jax.Array]
+"""One layer: ``(params, x, dropout_key, new_state) -> y``. ``dropout_key`` is ``None`` in
+inference mode; in training mode a layer with non-trainable state (BatchNorm) writes its updated
+state into ``new_state``. ``params`` holds trainable and non-trainable arrays alike."""
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "linear": lambda x: x,
@@ -50,6 +60,11 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
     "sigmoid": jax.nn.sigmoid,
     "softmax": lambda x: jax.nn.softmax(x, axis=-1),
+    "log_softmax": lambda x: jax.nn.log_softmax(x, axis=-1),
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "silu": jax.nn.silu,
+    "leaky_relu": lambda x: jax.nn.leaky_relu(x, negative_slope=LEAKY_RELU_SLOPE),
+    "softplus": jax.nn.softplus,
 }
 
 
@@ -67,7 +82,7 @@ def _dense(node: Node, index: int) -> Apply:
     kernel, bias = node.param_key("kernel"), node.param_key("bias") if layer.use_bias else None
     activation = _ACTIVATIONS[layer.activation]  # type: ignore[index]
 
-    def apply(params: Params, x: jax.Array, key: jax.Array | None) -> jax.Array:
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
         y = x @ params[kernel]
         return activation(y + params[bias] if bias else y)
 
@@ -81,7 +96,7 @@ def _conv2d(node: Node, index: int) -> Apply:
     pads = _spatial_padding(node.input_shape, window, strides, layer.padding)
     activation = _ACTIVATIONS[layer.activation]  # type: ignore[index]
 
-    def apply(params: Params, x: jax.Array, key: jax.Array | None) -> jax.Array:
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
         y = lax.conv_general_dilated(
             x, params[kernel], strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
@@ -95,7 +110,7 @@ def _max_pool2d(node: Node, index: int) -> Apply:
     (ph, pw), (sh, sw) = layer.pool_size, layer.strides  # type: ignore[misc]
     pads = _spatial_padding(node.input_shape, (ph, pw), (sh, sw), layer.padding)
 
-    def apply(params: Params, x: jax.Array, key: jax.Array | None) -> jax.Array:
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
         return lax.reduce_window(
             x, np.array(-np.inf, x.dtype), lax.max,
             (1, ph, pw, 1), (1, sh, sw, 1), [(0, 0), *pads, (0, 0)],
@@ -104,8 +119,88 @@ def _max_pool2d(node: Node, index: int) -> Apply:
     return apply
 
 
+def _avg_pool2d(node: Node, index: int) -> Apply:
+    """Window sums over the zero-padded input divided by each window's count of real elements."""
+    layer: AvgPool2D = node.layer  # type: ignore[assignment]
+    (ph, pw), (sh, sw) = layer.pool_size, layer.strides  # type: ignore[misc]
+    pads = _spatial_padding(node.input_shape, (ph, pw), (sh, sw), layer.padding)
+    rows, cols = (window_counts(n, k, s, layer.padding) for n, k, s in
+                  zip(node.input_shape[:2], (ph, pw), (sh, sw)))
+    counts = np.outer(rows, cols).astype(np.float32)[None, :, :, None]
+
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
+        sums = lax.reduce_window(
+            x, np.array(0, x.dtype), lax.add, (1, ph, pw, 1), (1, sh, sw, 1), [(0, 0), *pads, (0, 0)],
+        )
+        return sums / counts
+
+    return apply
+
+
+def _global_avg_pool2d(node: Node, index: int) -> Apply:
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
+        return jnp.mean(x, axis=(1, 2))
+
+    return apply
+
+
+def _global_max_pool2d(node: Node, index: int) -> Apply:
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
+        return jnp.max(x, axis=(1, 2))
+
+    return apply
+
+
+def _conv1d(node: Node, index: int) -> Apply:
+    layer: Conv1D = node.layer  # type: ignore[assignment]
+    kernel, bias = node.param_key("kernel"), node.param_key("bias") if layer.use_bias else None
+    pads = [same_padding(node.input_shape[0], layer.span, layer.strides)
+            if layer.padding == "same" else (0, 0)]
+    activation = _ACTIVATIONS[layer.activation]  # type: ignore[index]
+
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
+        y = lax.conv_general_dilated(
+            x, params[kernel], (layer.strides,), pads, rhs_dilation=(layer.dilation,),
+            dimension_numbers=("NWC", "WIO", "NWC"),
+        )
+        return activation(y + params[bias] if bias else y)
+
+    return apply
+
+
+def _reshape(node: Node, index: int) -> Apply:
+    shape = node.output_shape
+
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
+        return x.reshape(x.shape[0], *shape)
+
+    return apply
+
+
+def _batch_norm(node: Node, index: int) -> Apply:
+    """Batch statistics (biased variance) in training, moving statistics in inference."""
+    layer: BatchNorm = node.layer  # type: ignore[assignment]
+    gamma, beta = node.param_key("gamma"), node.param_key("beta")
+    moving_mean, moving_variance = node.param_key("moving_mean"), node.param_key("moving_variance")
+    axes = tuple(range(len(node.input_shape)))
+    m, eps = layer.momentum, layer.epsilon
+
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
+        if key is None:
+            mean, variance = params[moving_mean], params[moving_variance]
+        else:
+            mean = jnp.mean(x, axis=axes)
+            variance = jnp.mean(jnp.square(x - mean), axis=axes)
+            new_state[moving_mean] = m * params[moving_mean] + (1.0 - m) * lax.stop_gradient(mean)
+            new_state[moving_variance] = (m * params[moving_variance]
+                                          + (1.0 - m) * lax.stop_gradient(variance))
+        return (x - mean) * lax.rsqrt(variance + eps) * params[gamma] + params[beta]
+
+    return apply
+
+
 def _flatten(node: Node, index: int) -> Apply:
-    def apply(params: Params, x: jax.Array, key: jax.Array | None) -> jax.Array:
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
         return x.reshape(x.shape[0], -1)
 
     return apply
@@ -114,7 +209,7 @@ def _flatten(node: Node, index: int) -> Apply:
 def _dropout(node: Node, index: int) -> Apply:
     rate = float(node.layer.rate)  # type: ignore[attr-defined]
 
-    def apply(params: Params, x: jax.Array, key: jax.Array | None) -> jax.Array:
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
         if key is None or rate == 0.0:
             return x
         keep = jax.random.bernoulli(jax.random.fold_in(key, index), 1.0 - rate, x.shape)
@@ -126,7 +221,7 @@ def _dropout(node: Node, index: int) -> Apply:
 def _activation(node: Node, index: int) -> Apply:
     activation = _ACTIVATIONS[node.layer.activation]  # type: ignore[attr-defined]
 
-    def apply(params: Params, x: jax.Array, key: jax.Array | None) -> jax.Array:
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
         return activation(x)
 
     return apply
@@ -136,6 +231,12 @@ _LAYERS: dict[type[Layer], Callable[[Node, int], Apply]] = {
     Dense: _dense,
     Conv2D: _conv2d,
     MaxPool2D: _max_pool2d,
+    AvgPool2D: _avg_pool2d,
+    GlobalAvgPool2D: _global_avg_pool2d,
+    GlobalMaxPool2D: _global_max_pool2d,
+    Conv1D: _conv1d,
+    Reshape: _reshape,
+    BatchNorm: _batch_norm,
     Flatten: _flatten,
     Dropout: _dropout,
     Activation: _activation,
@@ -222,7 +323,9 @@ class JaxExecutable(Executable):
     """A :class:`~polyframe.model.Sequential` as jitted train / eval / predict functions.
 
     ``train_step`` is one ``jax.jit`` function doing forward, gradient and optax update, with
-    params and optimizer state donated so their buffers are updated in place. Dropout masks come
+    params, state and optimizer state donated so their buffers are updated in place. Trainable
+    params and non-trainable state (BatchNorm's moving statistics) are separate pytrees: the
+    gradient and the optimizer see only the former. Dropout masks come
     from ``fold_in(key(options.seed), step)``: a fresh key each step from a device-side step
     counter (cheaper to thread through ``jit`` than a key array), then one per dropout layer.
 
@@ -239,39 +342,52 @@ class JaxExecutable(Executable):
         optimizer: Optimizer,
         options: BuildOptions,
     ) -> None:
-        self._keys = [key for key, _ in model.param_specs()]
+        specs = model.param_specs()
+        self._keys = [key for key, _ in specs]
+        self._trainable = [key for key, spec in specs if spec.trainable]
+        self._state_keys = [key for key, spec in specs if not spec.trainable]
         self._layers = [_compile_layer(node, i) for i, node in enumerate(model.nodes)]
         self._loss, self._target_dtype = _loss_fn(loss)
         self._tx = _transformation(optimizer)
-        self._params = _to_device(weights, self._keys)
+        self._params = _to_device(weights, self._trainable)
+        self._state = _to_device(weights, self._state_keys)
         self._opt_state = self._tx.init(self._params)
         self._dropout_key = _base_key(options.seed)
         self._step = jnp.zeros((), jnp.uint32)
-        self._train = jax.jit(self._train_fn, donate_argnums=(0, 1, 2))
+        self._train = jax.jit(self._train_fn, donate_argnums=(0, 1, 2, 3))
         self._eval = jax.jit(self._eval_fn)
-        self._predict = jax.jit(self._forward)
+        self._predict = jax.jit(self._predict_fn)
 
-    def _forward(self, params: Params, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    def _forward(self, params: Params, x: jax.Array, key: jax.Array | None = None,
+                 new_state: Params | None = None) -> jax.Array:
+        new_state = {} if new_state is None else new_state
         for apply in self._layers:
-            x = apply(params, x, key)
+            x = apply(params, x, key, new_state)
         return x
 
     def _train_fn(
-        self, params: Params, opt_state: optax.OptState, step: jax.Array, x: jax.Array, y: jax.Array
-    ) -> tuple[Params, optax.OptState, jax.Array, jax.Array, jax.Array]:
+        self, params: Params, state: Params, opt_state: optax.OptState, step: jax.Array,
+        x: jax.Array, y: jax.Array,
+    ) -> tuple[Params, Params, optax.OptState, jax.Array, jax.Array, jax.Array]:
         key = jax.random.fold_in(self._dropout_key, step)
 
-        def objective(p: Params) -> tuple[jax.Array, jax.Array]:
-            outputs = self._forward(p, x, key)
-            return self._loss(outputs, y), outputs
+        def objective(p: Params) -> tuple[jax.Array, tuple[jax.Array, Params]]:
+            new_state: Params = {}
+            outputs = self._forward({**p, **state}, x, key, new_state)
+            return self._loss(outputs, y), (outputs, new_state)
 
-        (loss, outputs), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        (loss, (outputs, new_state)), grads = jax.value_and_grad(objective, has_aux=True)(params)
         updates, opt_state = self._tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, step + 1, loss, outputs
+        return (optax.apply_updates(params, updates), {**state, **new_state}, opt_state, step + 1,
+                loss, outputs)
 
-    def _eval_fn(self, params: Params, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-        outputs = self._forward(params, x)
+    def _eval_fn(self, params: Params, state: Params, x: jax.Array,
+                 y: jax.Array) -> tuple[jax.Array, jax.Array]:
+        outputs = self._forward({**params, **state}, x)
         return self._loss(outputs, y), outputs
+
+    def _predict_fn(self, params: Params, state: Params, x: jax.Array) -> jax.Array:
+        return self._forward({**params, **state}, x)
 
     def _targets(self, y: np.ndarray) -> jax.Array:
         return jnp.asarray(np.asarray(y, dtype=self._target_dtype))
@@ -281,21 +397,24 @@ class JaxExecutable(Executable):
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
-        self._params, self._opt_state, self._step, loss, outputs = self._train(
-            self._params, self._opt_state, self._step, jnp.asarray(x), self._targets(y)
+        self._params, self._state, self._opt_state, self._step, loss, outputs = self._train(
+            self._params, self._state, self._opt_state, self._step, jnp.asarray(x),
+            self._targets(y),
         )
         return StepResult(float(loss), np.array(outputs))
 
     def eval_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
-        loss, outputs = self._eval(self._params, jnp.asarray(x), self._targets(y))
+        loss, outputs = self._eval(self._params, self._state, jnp.asarray(x), self._targets(y))
         return StepResult(float(loss), np.array(outputs))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.array(self._predict(self._params, jnp.asarray(x)))
+        return np.array(self._predict(self._params, self._state, jnp.asarray(x)))
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        return {k: np.array(self._params[k], dtype=np.float32, copy=True) for k in self._keys}
+        arrays = {**self._params, **self._state}
+        return {k: np.array(arrays[k], dtype=np.float32, copy=True) for k in self._keys}
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """Replace the weights; the optimizer state (momenta, step count) is kept."""
-        self._params = _to_device(weights, self._keys)
+        """Replace the weights and state; the optimizer state (momenta, step count) is kept."""
+        self._params = _to_device(weights, self._trainable)
+        self._state = _to_device(weights, self._state_keys)

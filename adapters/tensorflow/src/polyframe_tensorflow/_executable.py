@@ -16,14 +16,22 @@ import numpy as np
 
 from polyframe.backend import BuildOptions, Executable, StepResult
 from polyframe.errors import ConfigError
+from polyframe.activations import LEAKY_RELU_SLOPE
 from polyframe.layers import (
     Activation,
+    AvgPool2D,
+    BatchNorm,
+    Conv1D,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
+    GlobalMaxPool2D,
     MaxPool2D,
+    Reshape,
     same_padding,
+    window_counts,
 )
 from polyframe.losses import (
     PROBABILITY_FLOOR,
@@ -59,6 +67,11 @@ _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": tf.math.tanh,
     "sigmoid": tf.math.sigmoid,
     "softmax": lambda x: tf.nn.softmax(x, axis=-1),
+    "log_softmax": lambda x: tf.nn.log_softmax(x, axis=-1),
+    "gelu": lambda x: tf.nn.gelu(x, approximate=False),
+    "silu": tf.nn.silu,
+    "leaky_relu": lambda x: tf.nn.leaky_relu(x, alpha=LEAKY_RELU_SLOPE),
+    "softplus": tf.math.softplus,
 }
 
 
@@ -95,6 +108,72 @@ def _max_pool2d(node: Node, params: dict[str, tf.Variable], rng: tf.random.Gener
     return lambda x, training: pool(tf.pad(x, pads, constant_values=float("-inf")))
 
 
+def _avg_pool2d(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
+    """Mean over each window's real elements: a VALID average of the zero-padded input rescaled
+    by ``window area / real count`` (explicit pads, not TF's own "SAME")."""
+    layer: AvgPool2D = node.layer  # type: ignore[assignment]
+    window, strides = layer.pool_size, layer.strides
+    pool = lambda x: tf.nn.avg_pool2d(x, window, strides, "VALID")  # noqa: E731
+    pads = _spatial_pads(node, window, strides)  # type: ignore[arg-type]
+    if layer.padding == "valid" or not any(map(any, pads)):
+        return lambda x, training: pool(x)
+    rows, cols = (window_counts(n, k, s, "same") for n, k, s in
+                  zip(node.input_shape[:2], window, strides))  # type: ignore[arg-type]
+    area = window[0] * window[1]  # type: ignore[index]
+    scale = tf.constant((area / np.outer(rows, cols))[None, :, :, None], tf.float32)
+    return lambda x, training: pool(tf.pad(x, pads)) * scale
+
+
+def _global_avg_pool2d(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
+    return lambda x, training: tf.math.reduce_mean(x, axis=[1, 2])
+
+
+def _global_max_pool2d(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
+    return lambda x, training: tf.math.reduce_max(x, axis=[1, 2])
+
+
+def _conv1d(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
+    layer: Conv1D = node.layer  # type: ignore[assignment]
+    kernel = params[node.param_key("kernel")]
+    before, after = (same_padding(node.input_shape[0], layer.span, layer.strides)
+                     if layer.padding == "same" else (0, 0))
+    pad = (lambda x: x) if not (before or after) else (  # noqa: E731
+        lambda x: tf.pad(x, [[0, 0], [before, after], [0, 0]]))
+    bias, activation = _with_bias(node, params), _ACTIVATIONS[layer.activation]  # type: ignore[index]
+
+    def conv1d(x: Tensor, training: bool) -> Tensor:
+        y = tf.nn.conv1d(pad(x), kernel, layer.strides, "VALID", dilations=layer.dilation)
+        return activation(bias(y))
+
+    return conv1d
+
+
+def _reshape(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
+    shape = (-1, *node.output_shape)
+    return lambda x, training: tf.reshape(x, shape)
+
+
+def _batch_norm(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
+    """Batch statistics (biased variance) in training, where the moving statistics are also
+    assigned ``momentum * old + (1 - momentum) * batch``; moving statistics in inference."""
+    layer: BatchNorm = node.layer  # type: ignore[assignment]
+    gamma, beta = params[node.param_key("gamma")], params[node.param_key("beta")]
+    moving_mean = params[node.param_key("moving_mean")]
+    moving_variance = params[node.param_key("moving_variance")]
+    axes = list(range(len(node.input_shape)))
+    m, eps = layer.momentum, layer.epsilon
+
+    def batch_norm(x: Tensor, training: bool) -> Tensor:
+        if not training:
+            return tf.nn.batch_normalization(x, moving_mean, moving_variance, beta, gamma, eps)
+        mean, variance = tf.nn.moments(x, axes)
+        moving_mean.assign(m * moving_mean + (1.0 - m) * tf.stop_gradient(mean))
+        moving_variance.assign(m * moving_variance + (1.0 - m) * tf.stop_gradient(variance))
+        return tf.nn.batch_normalization(x, mean, variance, beta, gamma, eps)
+
+    return batch_norm
+
+
 def _flatten(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
     size = node.output_shape[0]
     return lambda x, training: tf.reshape(x, (-1, size))
@@ -129,6 +208,12 @@ def _activation(node: Node, params: dict[str, tf.Variable], rng: tf.random.Gener
 _LAYERS: dict[type, Callable[[Node, dict[str, tf.Variable], tf.random.Generator], LayerFn]] = {
     Conv2D: _conv2d,
     MaxPool2D: _max_pool2d,
+    AvgPool2D: _avg_pool2d,
+    GlobalAvgPool2D: _global_avg_pool2d,
+    GlobalMaxPool2D: _global_max_pool2d,
+    Conv1D: _conv1d,
+    Reshape: _reshape,
+    BatchNorm: _batch_norm,
     Flatten: _flatten,
     Dense: _dense,
     Dropout: _dropout,
@@ -137,12 +222,18 @@ _LAYERS: dict[type, Callable[[Node, dict[str, tf.Variable], tf.random.Generator]
 
 
 class _Network(tf.Module):
-    """The model's variables (canonical keys, native = canonical layout) and its forward pass."""
+    """The model's variables (canonical keys, native = canonical layout) and its forward pass.
+
+    ``ordered`` holds the trainable variables, the only ones the optimizer sees; non-trainable
+    state (BatchNorm's moving statistics) is assigned by the forward pass in training mode.
+    """
 
     def __init__(self, model: Sequential, weights: dict[str, np.ndarray], seed: int) -> None:
         super().__init__(name="polyframe_model")
-        self.params = {key: tf.Variable(weights[key], name=key) for key, _ in model.param_specs()}
-        self.ordered = tuple(self.params.values())
+        specs = model.param_specs()
+        self.params = {key: tf.Variable(weights[key], name=key, trainable=spec.trainable)
+                       for key, spec in specs}
+        self.ordered = tuple(self.params[key] for key, spec in specs if spec.trainable)
         self.rng = tf.random.Generator.from_seed(seed)
         self._layers = [self._compile(node) for node in model.nodes]
 

@@ -1,9 +1,11 @@
 """The torch side: a native ``nn.Module`` built once from the canonical description.
 
-Layout is converted at build and at weight import/export only: inputs are NCHW (converted once
-per dataset in :meth:`TorchExecutable.prepare_inputs`), conv kernels ``(O, I, kH, kW)``, linear
-weights ``(out, in)``. Flatten after a convolution is channel-last in polyframe; rather than
-permuting activations every step, the rows of the Dense kernel that follows are permuted once.
+Layout is converted at build and at weight import/export only: every tensor with spatial axes is
+kept channel-first (images NCHW, sequences NCL; inputs converted once per dataset in
+:meth:`TorchExecutable.prepare_inputs`), conv kernels ``(O, I, kH, kW)`` / ``(O, I, k)``, linear
+weights ``(out, in)``. Channel-wise operations (softmax, log_softmax, BatchNorm) therefore use
+axis 1. Flatten after a convolution is channel-last in polyframe; rather than permuting
+activations every step, the rows of the Dense kernel that follows are permuted once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,23 @@ from torch import nn
 
 from polyframe.backend import BuildOptions, Executable, StepResult
 from polyframe.errors import ConfigError
-from polyframe.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPool2D, same_padding
+from polyframe.activations import LEAKY_RELU_SLOPE
+from polyframe.layers import (
+    Activation,
+    AvgPool2D,
+    BatchNorm,
+    Conv1D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    GlobalMaxPool2D,
+    MaxPool2D,
+    Reshape,
+    same_padding,
+    window_counts,
+)
 from polyframe.losses import PROBABILITY_FLOOR, Loss, MeanSquaredError, SparseCategoricalCrossentropy
 from polyframe.model import Node, Sequential
 from polyframe.optimizers import SGD, Adam, Optimizer
@@ -26,6 +44,12 @@ _ACTIVATIONS = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
+    "gelu": lambda: nn.GELU(approximate="none"),
+    "silu": nn.SiLU,
+    "leaky_relu": lambda: nn.LeakyReLU(LEAKY_RELU_SLOPE),
+    "softplus": nn.Softplus,
+    "softmax": lambda: nn.Softmax(dim=1),
+    "log_softmax": lambda: nn.LogSoftmax(dim=1),
 }
 
 _ELEMENTWISE = (Dropout, Activation)
@@ -34,14 +58,10 @@ _ELEMENTWISE = (Dropout, Activation)
 def _activation(name: str, node: Node) -> list[nn.Module]:
     """The module for an activation on ``node``'s output; none for ``"linear"``.
 
-    Softmax runs over the canonical last axis: the channels, which torch keeps on axis 1 of an
-    image tensor.
+    Softmax and log_softmax run over the canonical last axis: the channels, which torch keeps on
+    axis 1 of every tensor (features, NCL sequences and NCHW images alike).
     """
-    if name == "linear":
-        return []
-    if name == "softmax":
-        return [nn.Softmax(dim=1 if len(node.output_shape) == 3 else -1)]
-    return [_ACTIVATIONS[name]()]
+    return [] if name == "linear" else [_ACTIVATIONS[name]()]
 
 
 def _pads(node: Node, kernel: tuple[int, int], strides: tuple[int, int], padding: str) -> tuple[int, int, int, int]:
@@ -54,7 +74,7 @@ def _pads(node: Node, kernel: tuple[int, int], strides: tuple[int, int], padding
 
 
 class _Pad(nn.Module):
-    def __init__(self, pads: tuple[int, int, int, int], value: float) -> None:
+    def __init__(self, pads: tuple[int, ...], value: float) -> None:
         super().__init__()
         self.pads, self.value = pads, value
 
@@ -64,17 +84,85 @@ class _Pad(nn.Module):
 
 class _ChannelLastFlatten(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 2, 3, 1).flatten(1)
+        return x.movedim(1, -1).flatten(1)
 
 
 class _ToChannelLast(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 2, 3, 1)
+        return x.movedim(1, -1)
+
+
+class _Reshape(nn.Module):
+    """Canonical (row-major, channel-last) reshape of channel-first tensors."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.target = node.output_shape
+        self.from_channel_first = len(node.input_shape) >= 2
+        self.to_channel_first = len(node.output_shape) >= 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.from_channel_first:
+            x = x.movedim(1, -1)
+        x = x.reshape(x.shape[0], *self.target)
+        return x.movedim(-1, 1) if self.to_channel_first else x
+
+
+class _AvgPoolSame(nn.Module):
+    """Average over the real elements of each window: a zero-padded window sum divided by the
+    count of non-padding elements (fixed at build), since torch's own ``count_include_pad=False``
+    only knows symmetric padding."""
+
+    def __init__(self, node: Node, layer: AvgPool2D) -> None:
+        super().__init__()
+        self.pads = _pads(node, layer.pool_size, layer.strides, layer.padding)
+        self.window, self.strides = layer.pool_size, layer.strides
+        rows, cols = (window_counts(n, k, s, "same") for n, k, s in
+                      zip(node.input_shape[:2], layer.pool_size, layer.strides))
+        self.register_buffer("counts", torch.tensor(np.outer(rows, cols), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = F.avg_pool2d(F.pad(x, self.pads), self.window, self.strides, divisor_override=1)
+        return total / self.counts
+
+
+class _GlobalPool(nn.Module):
+    def __init__(self, reduce: str) -> None:
+        super().__init__()
+        self.reduce = reduce
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)) if self.reduce == "mean" else x.amax(dim=(2, 3))
+
+
+class _BatchNorm(nn.Module):
+    """polyframe's BatchNorm over axis 1: ``F.batch_norm`` for the normalisation, and moving
+    statistics updated here as ``momentum * old + (1 - momentum) * batch`` with the biased
+    batch variance (``nn.BatchNorm`` would use ``1 - momentum`` and the unbiased variance)."""
+
+    def __init__(self, channels: int, layer: BatchNorm) -> None:
+        super().__init__()
+        self.momentum, self.epsilon = layer.momentum, layer.epsilon
+        self.gamma = nn.Parameter(torch.ones(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("moving_mean", torch.zeros(channels))
+        self.register_buffer("moving_variance", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return F.batch_norm(x, self.moving_mean, self.moving_variance, self.gamma, self.beta,
+                                False, 0.0, self.epsilon)
+        with torch.no_grad():
+            variance, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], correction=0)
+            m = self.momentum
+            self.moving_mean.copy_(m * self.moving_mean + (1.0 - m) * mean)
+            self.moving_variance.copy_(m * self.moving_variance + (1.0 - m) * variance)
+        return F.batch_norm(x, None, None, self.gamma, self.beta, True, 0.0, self.epsilon)
 
 
 def _flatten_row_order(shape: tuple[int, ...]) -> np.ndarray:
-    """For a flattened (H, W, C) input: canonical row index of each NCHW-flattened position."""
-    return np.arange(int(np.prod(shape))).reshape(shape).transpose(2, 0, 1).ravel()
+    """For a flattened channel-last input: canonical row index of each channel-first position."""
+    return np.moveaxis(np.arange(int(np.prod(shape))).reshape(shape), -1, 0).ravel()
 
 
 class _Compiler:
@@ -82,12 +170,12 @@ class _Compiler:
 
     def __init__(self, model: Sequential) -> None:
         self.modules: list[nn.Module] = []
-        self.params: dict[str, tuple[nn.Parameter, str, np.ndarray | None]] = {}
+        self.params: dict[str, tuple[torch.Tensor, str, np.ndarray | None]] = {}
         self._pending_rows: np.ndarray | None = None
         nodes = model.nodes
         for i, node in enumerate(nodes):
             self._add(node, nodes[i + 1:])
-        if len(model.output_shape) == 3:
+        if len(model.output_shape) >= 2:
             self.modules.append(_ToChannelLast())
 
     def _add(self, node: Node, following: tuple[Node, ...]) -> None:
@@ -107,8 +195,32 @@ class _Compiler:
             if any(pads):
                 self.modules.append(_Pad(pads, float("-inf")))
             self.modules.append(nn.MaxPool2d(layer.pool_size, layer.strides))
+        elif isinstance(layer, AvgPool2D):
+            if any(_pads(node, layer.pool_size, layer.strides, layer.padding)):
+                self.modules.append(_AvgPoolSame(node, layer))
+            else:
+                self.modules.append(nn.AvgPool2d(layer.pool_size, layer.strides))
+        elif isinstance(layer, (GlobalAvgPool2D, GlobalMaxPool2D)):
+            self.modules.append(_GlobalPool("mean" if isinstance(layer, GlobalAvgPool2D) else "max"))
+        elif isinstance(layer, Conv1D):
+            before, after = (same_padding(node.input_shape[0], layer.span, layer.strides)
+                             if layer.padding == "same" else (0, 0))
+            if before != after:
+                self.modules.append(_Pad((before, after), 0.0))
+            conv = nn.Conv1d(node.input_shape[-1], layer.filters, layer.kernel_size,
+                             stride=layer.strides, padding=before if before == after else 0,
+                             dilation=layer.dilation, bias=layer.use_bias)
+            self.modules += [conv, *_activation(layer.activation, node)]
+            self._register(node, conv, "kernel", "conv1d", None)
+        elif isinstance(layer, Reshape):
+            self.modules.append(_Reshape(node))
+        elif isinstance(layer, BatchNorm):
+            norm = _BatchNorm(node.input_shape[-1], layer)
+            self.modules.append(norm)
+            for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+                self.params[node.param_key(name)] = (getattr(norm, name), "vector", None)
         elif isinstance(layer, Flatten):
-            if len(node.input_shape) != 3:
+            if len(node.input_shape) < 2:
                 self.modules.append(nn.Flatten(1))
             elif self._next_dense(following) is not None:
                 self.modules.append(nn.Flatten(1))
@@ -145,6 +257,8 @@ class _Compiler:
 def _to_native(array: np.ndarray, kind: str, rows: np.ndarray | None) -> np.ndarray:
     if kind == "conv":
         return array.transpose(3, 2, 0, 1)
+    if kind == "conv1d":
+        return array.transpose(2, 1, 0)
     if kind == "dense":
         return (array[rows] if rows is not None else array).T
     return array
@@ -153,6 +267,8 @@ def _to_native(array: np.ndarray, kind: str, rows: np.ndarray | None) -> np.ndar
 def _to_canonical(array: np.ndarray, kind: str, rows: np.ndarray | None) -> np.ndarray:
     if kind == "conv":
         return array.transpose(2, 3, 1, 0)
+    if kind == "conv1d":
+        return array.transpose(2, 1, 0)
     if kind == "dense":
         kernel = array.T
         if rows is None:
@@ -205,7 +321,7 @@ class TorchExecutable(Executable):
 
     def prepare_inputs(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if x.ndim == 4 else x)
+        return np.ascontiguousarray(np.moveaxis(x, -1, 1) if x.ndim >= 3 else x)
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
         self._mode(True)
