@@ -8,6 +8,10 @@ bench's fastest backend: fastest match, within 10% of the fastest, estimate-alon
     python benchmarks/recommend_matrix.py                      # short default run, ~10 min on 2 cores
     python benchmarks/recommend_matrix.py --steps 50 --warmup 10 --repeats 3 --trial-steps 20
 
+Run it on a quiet machine: with one thread per core, another busy process can slow torch's
+OpenMP steps by 10-100x (tensorflow's and jax's thread pools suffer far less), which shows up
+as torch steps of hundreds of milliseconds on these small models.
+
 Writes benchmarks/results/recommend_matrix.json (every number, the machine, the settings) and
 recommend_matrix.md (the table and the agreement rates). The bench results are not written to
 the result cache, so the estimate-alone column never sees them.

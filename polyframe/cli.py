@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
                                             "num_classes)) and report the test accuracy.")
     train.add_argument("model_file", metavar="MODEL_FILE")
     train.add_argument("--backend", help=f"backend name (default: ${ENV_BACKEND}, else the first "
-                                         "available; see `polyframe backends`)")
+                                         "available; see `polyframe backends`), or 'auto': the one "
+                                         "`polyframe recommend` picks (cached bench results, else a short trial)")
     train.add_argument("--epochs", type=_positive_int, default=10)
     train.add_argument("--batch-size", type=_positive_int, default=32)
     train.add_argument("--seed", type=_seed, default=0)
@@ -126,7 +127,43 @@ def _parser() -> argparse.ArgumentParser:
     backends.add_argument("--no-devices", action="store_true",
                           help="skip device discovery (which imports each framework)")
     backends.set_defaults(run=_backends)
+    _add_recommend(commands)
     return parser
+
+
+def _add_recommend(commands: argparse._SubParsersAction) -> None:
+    from .selector import DEVICE_KINDS, FAMILIES, PARALLELISM, PRECISIONS
+
+    rec = commands.add_parser(
+        "recommend", help="recommend a backend for a workload on this or a described machine",
+        description="Which backend should train MODEL_FILE (or a workload given by --family/--params/"
+                    "--flops) here, and why? Rules exclude backends (each with its reason); evidence "
+                    "ranks the rest: a short --measure trial, cached `polyframe bench` results, or, "
+                    "with neither, a low-confidence estimate that says so.")
+    rec.add_argument("model_file", metavar="MODEL_FILE", nargs="?")
+    rec.add_argument("--batch-size", type=_positive_int, default=32)
+    rec.add_argument("--data", choices=("digits", "mnist"), default="digits")
+    rec.add_argument("--data-dir", help="directory with MNIST IDX files or mnist.npz (for --data mnist)")
+    rec.add_argument("--dataset-size", type=_positive_int, help="training samples (default: the dataset's)")
+    rec.add_argument("--precision", choices=PRECISIONS, default="float32")
+    rec.add_argument("--parallel", choices=PARALLELISM, default="single",
+                     help="one device, or data-parallel over several")
+    rec.add_argument("--family", choices=FAMILIES, help="without MODEL_FILE: the model family")
+    rec.add_argument("--params", type=_seed, help="without MODEL_FILE: the parameter count")
+    rec.add_argument("--flops", type=_seed, help="without MODEL_FILE: forward FLOPs per sample")
+    rec.add_argument("--device", choices=("auto", *DEVICE_KINDS), default="auto",
+                     help="device kind to train on (default: the machine's accelerator, else cpu)")
+    rec.add_argument("--backends", type=_names, help="comma-separated (default: every known backend)")
+    rec.add_argument("--hardware", metavar="FILE.json",
+                     help="recommend for a machine described in JSON (Machine fields, or a bench.json)")
+    rec.add_argument("--measure", action="store_true", help="time a short trial of each backend here")
+    rec.add_argument("--trial-steps", type=_positive_int, default=10, help="timed steps per trial")
+    rec.add_argument("--trial-warmup", type=_seed, default=3, help="untimed steps before them")
+    rec.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1)
+    rec.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per trial")
+    rec.add_argument("--no-cache", action="store_true", help="ignore cached bench results")
+    rec.add_argument("--json", action="store_true", help="print the recommendation as JSON")
+    rec.set_defaults(run=_recommend)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -135,7 +172,7 @@ def _train(args: argparse.Namespace) -> int:
     optimizer = recipe.optimizer
     if args.learning_rate is not None:
         optimizer = dataclasses.replace(optimizer, learning_rate=args.learning_rate)  # re-validated
-    trainer = Trainer(recipe.model, loss=recipe.loss, optimizer=optimizer, backend=args.backend,
+    trainer = Trainer(recipe.model, loss=recipe.loss, optimizer=optimizer, backend=_train_backend(args, recipe, data),
                       seed=args.seed, deterministic=args.deterministic)
     version = trainer.backend.framework_version() or "unknown version"
     print(f"model {recipe.name}: {recipe.model.count_params():,} parameters; data {data.describe()}")
@@ -162,10 +199,10 @@ def _bench(args: argparse.Namespace) -> int:
                                       if b.availability().available)
     for name in backends:
         get_backend(name)
-    config = BenchConfig(str(Path(args.model_file).resolve()), tuple(backends), tuple(args.batch_size),
+    config = BenchConfig(args.model_file, tuple(backends), tuple(args.batch_size),
                          args.steps, args.warmup, args.repeats, args.threads, args.precision,
                          tuple(b for b in args.baselines if b != "none"), args.data,
-                         str(Path(args.data_dir).resolve()) if args.data_dir else None, args.seed,
+                         args.data_dir, args.seed,
                          args.timeout)
     machine = probe()
     print(f"bench {recipe.name} on {data.describe()}\nmachine: {machine.describe()}; "
@@ -209,6 +246,76 @@ def _backends(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
     return 0
+
+
+def _train_backend(args: argparse.Namespace, recipe, data) -> str | None:
+    """``--backend auto`` (or ``$POLYFRAME_BACKEND=auto``): the recommended backend, said with its evidence."""
+    if (args.backend or os.environ.get(ENV_BACKEND, "").strip()) != "auto":
+        return args.backend
+    from .selector import choose_backend, workload_from_model
+
+    workload = workload_from_model(
+        recipe.model, recipe.loss, recipe.optimizer, batch_size=args.batch_size, dataset_size=len(data.x_train),
+        name=recipe.name, model_file=str(Path(args.model_file).resolve()), data=args.data,
+        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None)
+    choice = choose_backend(workload)
+    print(choice.explain(), flush=True)
+    return choice.backend
+
+
+def _recommend_workload(args: argparse.Namespace):
+    from .selector import Workload, workload_from_model
+
+    by_options = (args.family, args.params, args.flops)
+    if args.model_file is None:
+        if None in by_options:
+            raise ConfigError("describe the workload: give MODEL_FILE, or --family, --params and --flops "
+                              "(forward FLOPs per sample) together")
+        return Workload(args.family, args.params, args.flops, args.batch_size, args.dataset_size,
+                        args.precision, args.parallel, name=f"{args.family} workload"), None
+    if any(v is not None for v in by_options):
+        raise ConfigError("give MODEL_FILE or --family/--params/--flops, not both: "
+                          "a model file already says its family, size and FLOPs")
+    data = load(args.data, args.data_dir)
+    recipe = load_model_file(args.model_file, data.input_shape, data.num_classes)
+    workload = workload_from_model(
+        recipe.model, recipe.loss, recipe.optimizer, batch_size=args.batch_size,
+        dataset_size=args.dataset_size or len(data.x_train), precision=args.precision,
+        parallel=args.parallel, name=recipe.name, model_file=str(Path(args.model_file).resolve()),
+        data=args.data, data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None)
+    return workload, data
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    import json
+
+    from .hardware import load_machine
+    from .selector import TrialSettings, format_recommendation, recommend
+
+    workload, data = _recommend_workload(args)
+    machine = load_machine(args.hardware) if args.hardware else None
+    if not args.timeout > 0:
+        raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout}")
+
+    def progress(result) -> None:
+        took = f"{result.wall_s:.1f}s"
+        print(f"  trial {result.spec.backend}: {result.status} ({took})"
+              + (f" {result.error}" if result.error else ""), file=sys.stderr, flush=True)
+
+    rec = recommend(workload, machine=machine, described=machine is not None, device=args.device,
+                    measure=args.measure, use_cache=not args.no_cache, backends=args.backends,
+                    trial=TrialSettings(args.trial_steps, args.trial_warmup, args.threads, args.timeout),
+                    on_trial=progress)
+    if args.json:
+        print(json.dumps(rec.to_dict(), indent=1))
+    else:
+        command = None
+        if args.model_file:
+            extra = f" --data {args.data}" + (f" --data-dir {args.data_dir}" if args.data_dir else "")
+            command = (f"polyframe train {args.model_file} --backend {{backend}} "
+                       f"--batch-size {args.batch_size}" + (extra if args.data != "digits" else ""))
+        print(format_recommendation(rec, command))
+    return 0 if rec.best else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,7 +25,11 @@ __all__ = ["Trainer"]
 class Trainer:
     """Trains one model on one backend; several trainers on different backends may coexist.
 
-    ``backend=None`` takes ``$POLYFRAME_BACKEND``, else the first available backend. Initial
+    ``backend=None`` takes ``$POLYFRAME_BACKEND``, else the first available backend.
+    ``backend="auto"`` (also as ``$POLYFRAME_BACKEND``) picks the backend
+    :func:`polyframe.selector.choose_backend_for_model` recommends for batches of 32: cached
+    ``polyframe bench`` results, else a short trial of each backend on synthetic data; it says on
+    stderr which one it chose and on what evidence, and keeps that in :attr:`choice`. Initial
     weights are polyframe's canonical ones for ``seed``, so they are identical on every backend.
     ``metrics=None`` means accuracy for cross-entropy and none for regression losses.
     """
@@ -54,7 +59,16 @@ class Trainer:
         self.metrics = [get_metric(m) for m in metrics]
         self.seed = check_int(seed, "seed", minimum=0, maximum=MAX_SEED)
         deterministic = check_bool(deterministic, "deterministic")
-        self.backend_name = default_backend_name() if backend is None else backend
+        requested = default_backend_name() if backend is None else backend
+        self.choice = None
+        """With ``backend="auto"``: the :class:`polyframe.selector.Choice` made, and its evidence."""
+        if requested == "auto":
+            from .selector import choose_backend_for_model
+
+            self.choice = choose_backend_for_model(model, self.loss, self.optimizer)
+            print(f"polyframe: {self.choice.explain()}", file=sys.stderr, flush=True)
+            requested = self.choice.backend
+        self.backend_name = requested
         self.backend = get_backend(self.backend_name)
         self.executable: Executable = self.backend.build(
             model, model.init_weights(self.seed), self.loss, self.optimizer,

@@ -67,11 +67,12 @@ def _configure_framework(framework: str, threads: int) -> None:
 def _run(spec: RunSpec) -> dict[str, Any]:
     import polyframe as pf
     from polyframe.data import batch_indices
-    from polyframe.datasets import load
     from polyframe.modelfile import load_model_file
 
-    data = load(spec.data, spec.data_dir)
+    data = _load_data(spec.data, spec.data_dir)
     recipe = load_model_file(spec.model_file, data.input_shape, data.num_classes)
+    if data.num_classes == 0:  # synthetic regression targets, shaped like the model's output
+        data = _float_targets(data, recipe.model.output_shape)
     total = spec.warmup + spec.steps
     stamps: list[float] = []
     framework = spec.backend if spec.impl != "keras" else os.environ.get("KERAS_BACKEND", "")
@@ -114,7 +115,8 @@ def _run(spec: RunSpec) -> dict[str, Any]:
         version = _framework_version(framework)
     steps = np.diff(np.array([started, *stamps]))
     outputs = np.concatenate([predict(data.x_test[i:i + 256]) for i in range(0, len(data.x_test), 256)])
-    accuracy = float(np.mean(np.argmax(outputs, axis=-1) == data.y_test))
+    accuracy = float(np.mean(np.argmax(outputs, axis=-1) == data.y_test)) if data.y_test.ndim == 1 \
+        else float("nan")
     return {
         "build_s": build_s,
         "first_step_s": float(steps[0]),
@@ -124,6 +126,31 @@ def _run(spec: RunSpec) -> dict[str, Any]:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "framework_version": version,
     }
+
+
+def _load_data(name: str, data_dir: str | None) -> Any:
+    """A dataset by name, or ``synthetic:HxWxC:CLASSES:SAMPLES``: seeded random inputs and labels
+    for timing a model that has no dataset at hand (``backend="auto"``); CLASSES 0 asks for
+    float targets (see :func:`_float_targets`)."""
+    from polyframe.datasets import Split, load
+
+    if not name.startswith("synthetic:"):
+        return load(name, data_dir)
+    _, shape_text, classes_text, samples_text = name.split(":")
+    shape, classes, samples = tuple(int(d) for d in shape_text.split("x")), int(classes_text), int(samples_text)
+    rng = np.random.default_rng(0)
+    x = rng.random((samples, *shape), dtype=np.float32)
+    y = rng.integers(0, max(classes, 1), samples)
+    test = max(1, samples // 8)
+    return Split("synthetic", x[test:], y[test:], x[:test], y[:test], classes)
+
+
+def _float_targets(data: Any, output_shape: tuple[int, ...]) -> Any:
+    from polyframe.datasets import Split
+
+    rng = np.random.default_rng(1)
+    make = lambda n: rng.standard_normal((n, *output_shape)).astype(np.float32)  # noqa: E731
+    return Split(data.name, data.x_train, make(len(data.x_train)), data.x_test, make(len(data.x_test)), 0)
 
 
 def _framework_version(framework: str) -> str | None:
