@@ -157,8 +157,8 @@ def _add_recommend(commands: argparse._SubParsersAction) -> None:
     rec.add_argument("--hardware", metavar="FILE.json",
                      help="recommend for a machine described in JSON (Machine fields, or a bench.json)")
     rec.add_argument("--measure", action="store_true", help="time a short trial of each backend here")
-    rec.add_argument("--trial-steps", type=_positive_int, default=10, help="timed steps per trial")
-    rec.add_argument("--trial-warmup", type=_seed, default=3, help="untimed steps before them")
+    rec.add_argument("--trial-steps", type=_positive_int, default=20, help="timed steps per trial")
+    rec.add_argument("--trial-warmup", type=_seed, default=5, help="untimed steps before them")
     rec.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1)
     rec.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per trial")
     rec.add_argument("--no-cache", action="store_true", help="ignore cached bench results")

@@ -1,5 +1,8 @@
 """One benchmark run in its own process: ``python -m polyframe.bench._worker SPEC_JSON``.
 
+Every implementation trains one epoch over the training set cycled to exactly
+``(warmup + steps) * batch`` samples, in the same seeded order, so every step is a full batch.
+
 Thread settings are applied before any framework is imported. The result is one JSON line on
 stdout: per-step wall times (each step ends once its loss is on the host, which synchronises
 every framework), losses, first-step time, evaluation accuracy and the process's peak memory.
@@ -74,6 +77,7 @@ def _run(spec: RunSpec) -> dict[str, Any]:
     if data.num_classes == 0:  # synthetic regression targets, shaped like the model's output
         data = _float_targets(data, recipe.model.output_shape)
     total = spec.warmup + spec.steps
+    x_train, y_train = _full_batches(data.x_train, data.y_train, total * spec.batch_size)
     stamps: list[float] = []
     framework = spec.backend if spec.impl != "keras" else os.environ.get("KERAS_BACKEND", "")
     _configure_framework(framework, spec.threads)
@@ -89,21 +93,15 @@ def _run(spec: RunSpec) -> dict[str, Any]:
                              backend=spec.backend, seed=spec.seed)
         version = trainer.backend.framework_version()
         build_s = time.perf_counter() - started
-        epochs = -(-total * spec.batch_size // len(data.x_train))
         started = time.perf_counter()
-        losses = trainer.fit(data.x_train, data.y_train, epochs=epochs, batch_size=spec.batch_size,
+        losses = trainer.fit(x_train, y_train, epochs=1, batch_size=spec.batch_size,
                              callbacks=[Stop()], progress=False).step_losses
         predict: Callable[[np.ndarray], np.ndarray] = trainer.predict
     else:
-        order = []
-        epoch = 0
-        while len(order) < total:
-            order += list(batch_indices(len(data.x_train), spec.batch_size, seed=spec.seed,
-                                        epoch=epoch, shuffle=True))
-            epoch += 1
+        order = list(batch_indices(len(x_train), spec.batch_size, seed=spec.seed, epoch=0, shuffle=True))
         weights = recipe.model.init_weights(spec.seed)
-        args = (recipe.model, weights, recipe.loss, recipe.optimizer, data.x_train, data.y_train,
-                order[:total], lambda: stamps.append(time.perf_counter()))
+        args = (recipe.model, weights, recipe.loss, recipe.optimizer, x_train, y_train,
+                order, lambda: stamps.append(time.perf_counter()))
         build_s = 0.0
         if spec.impl == "native":
             from .native import train_native
@@ -126,6 +124,13 @@ def _run(spec: RunSpec) -> dict[str, Any]:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "framework_version": version,
     }
+
+
+def _full_batches(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training set cycled to exactly ``n`` samples, so that one shuffled epoch is
+    ``n / batch`` full batches: no partial last batch mixes a second shape into the timings."""
+    index = np.arange(n) % len(x)
+    return x[index], y[index]
 
 
 def _load_data(name: str, data_dir: str | None) -> Any:

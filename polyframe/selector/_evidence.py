@@ -45,8 +45,8 @@ class Evidence:
 class TrialSettings:
     """How ``--measure`` times each backend: warm-up and timed steps in one fresh process each."""
 
-    steps: int = 10
-    warmup: int = 3
+    steps: int = 20
+    warmup: int = 5
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     timeout_s: float = 180.0
     seed: int = 0
