@@ -29,8 +29,10 @@ from .layers import (
     Dense,
     Dropout,
     Flatten,
+    GRU,
     GlobalAvgPool2D,
     GlobalMaxPool2D,
+    LSTM,
     Layer,
     MaxPool2D,
     Reshape,
@@ -48,6 +50,7 @@ __all__ = [
     # model
     "Sequential", "Layer", "Dense", "Conv2D", "MaxPool2D", "Flatten", "Dropout", "Activation",
     "AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "Conv1D", "Reshape", "BatchNorm",
+    "LSTM", "GRU",
     # training
     "Trainer", "Callback", "History",
     "SparseCategoricalCrossentropy", "MeanSquaredError", "SGD", "Adam",

@@ -5,8 +5,15 @@ name            rule
 ==============  =====================================================================
 glorot_uniform  ``U(-l, l)``, ``l = sqrt(6 / (fan_in + fan_out))``; for a kernel
                 ``(..., in, out)`` the receptive field ``prod(...)`` multiplies both fans
+orthogonal      the ``Q`` of a QR decomposition, for a matrix ``(rows, cols)`` with
+                ``rows = prod(shape[:-1])``: draw ``A ~ N(0, 1)`` of shape
+                ``(max(rows, cols), min(rows, cols))``, take the reduced ``A = QR``,
+                multiply each column of ``Q`` by ``sign(R[j, j])`` (so the result is
+                unique), transpose when ``rows < cols``: the rows (or the columns, if
+                fewer) are orthonormal. Keras' ``Orthogonal`` rule, gain 1
 zeros           all zeros
 ones            all ones
+lstm_bias       zeros except the forget-gate slice ``[H:2H]`` of a ``(4H,)`` bias: ones
 ==============  =====================================================================
 
 Values are drawn in float64 from one generator, in the model's parameter order, then cast to
@@ -40,6 +47,20 @@ def _glorot_uniform(rng: np.random.Generator, shape: Shape) -> np.ndarray:
     return rng.uniform(-limit, limit, size=shape)
 
 
+def _orthogonal(rng: np.random.Generator, shape: Shape) -> np.ndarray:
+    rows, cols = math.prod(shape[:-1]), shape[-1]
+    q, r = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
+    q = q * np.where(np.diag(r) < 0, -1.0, 1.0)
+    return (q.T if rows < cols else q).reshape(shape)
+
+
+def _lstm_bias(rng: np.random.Generator, shape: Shape) -> np.ndarray:
+    units = shape[0] // 4
+    bias = np.zeros(shape)
+    bias[units:2 * units] = 1.0
+    return bias
+
+
 def _zeros(rng: np.random.Generator, shape: Shape) -> np.ndarray:
     return np.zeros(shape)
 
@@ -50,8 +71,10 @@ def _ones(rng: np.random.Generator, shape: Shape) -> np.ndarray:
 
 INITIALIZERS: dict[str, Callable[[np.random.Generator, Shape], np.ndarray]] = {
     "glorot_uniform": _glorot_uniform,
+    "orthogonal": _orthogonal,
     "zeros": _zeros,
     "ones": _ones,
+    "lstm_bias": _lstm_bias,
 }
 
 

@@ -3,7 +3,8 @@
 A layer knows its parameters' canonical shapes and how it transforms a shape; it holds no
 weights and imports no framework. Shapes here exclude the batch dimension; image tensors are
 NHWC and sequences ``(length, channels)`` (channels last), convolution kernels
-``(kH, kW, in, out)`` / ``(k, in, out)`` and dense kernels ``(in, out)``.
+``(kH, kW, in, out)`` / ``(k, in, out)``, dense kernels ``(in, out)`` and recurrent kernels
+``(in, gates * units)`` / ``(units, gates * units)`` with the gates side by side.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ __all__ = [
     "Conv1D",
     "Reshape",
     "BatchNorm",
+    "LSTM",
+    "GRU",
     "Flatten",
     "Dropout",
     "Activation",
@@ -385,6 +388,83 @@ class BatchNorm(Layer):
             ParamSpec("moving_mean", channels, "zeros", trainable=False),
             ParamSpec("moving_variance", channels, "ones", trainable=False),
         )
+
+
+@dataclass(frozen=True)
+class _Recurrent(Layer):
+    """Shared by LSTM and GRU: ``(batch, time, features)`` in, the hidden state ``h_t`` of every
+    step ``(batch, time, units)`` with ``return_sequences``, else only the last ``(batch, units)``.
+    The initial state is zero. ``kernel`` ``(features, gates * units)``, ``recurrent_kernel``
+    ``(units, gates * units)``: gate ``k`` owns columns ``[k * units, (k + 1) * units)``.
+    """
+
+    gates: ClassVar[int]
+    units: int
+    return_sequences: bool = False
+
+    def __post_init__(self) -> None:
+        where = type(self).__name__
+        object.__setattr__(self, "units", check_int(self.units, f"{where}: units"))
+        object.__setattr__(self, "return_sequences",
+                           check_bool(self.return_sequences, f"{where}: return_sequences"))
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 2:
+            raise self._shape_error(
+                "a 3-D input (batch, time, features)", input_shape,
+                "give sequences as (N, time, features), e.g. reshape (N, T) to (N, T, 1)",
+            )
+        return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+
+    def _kernels(self, input_shape: Shape) -> tuple[ParamSpec, ParamSpec]:
+        width = self.gates * self.units
+        return (ParamSpec("kernel", (input_shape[-1], width), "glorot_uniform"),
+                ParamSpec("recurrent_kernel", (self.units, width), "orthogonal"))
+
+
+@dataclass(frozen=True)
+class LSTM(_Recurrent):
+    """Long short-term memory over ``(batch, time, features)``; gates in the order i, f, g, o.
+
+    With ``W`` = kernel, ``U`` = recurrent_kernel, ``b`` = bias ``(4 * units,)`` and
+    ``h_0 = c_0 = 0``, each step computes ``a = x_t W + h_{t-1} U + b``, split into four
+    ``units``-wide slices ``a_i, a_f, a_g, a_o``, then::
+
+        i = sigmoid(a_i)   f = sigmoid(a_f)   g = tanh(a_g)   o = sigmoid(a_o)
+        c_t = f * c_{t-1} + i * g              h_t = o * tanh(c_t)
+
+    Initial weights: kernel glorot-uniform, recurrent_kernel orthogonal, bias zeros except the
+    forget-gate slice ``b[units:2 * units] = 1`` (initializer ``lstm_bias``).
+    """
+
+    kind: ClassVar[str] = "lstm"
+    gates: ClassVar[int] = 4
+
+    def params(self, input_shape: Shape) -> tuple[ParamSpec, ...]:
+        return (*self._kernels(input_shape), ParamSpec("bias", (4 * self.units,), "lstm_bias"))
+
+
+@dataclass(frozen=True)
+class GRU(_Recurrent):
+    """Gated recurrent unit, "reset after" form (PyTorch's; Keras' ``reset_after=True``), gates
+    in the order r, z, n.
+
+    With ``W`` = kernel, ``U`` = recurrent_kernel, bias ``(2, 3 * units)`` = ``(b_x, b_h)``
+    (input bias, recurrent bias) and ``h_0 = 0``, each step computes ``a = x_t W + b_x`` and
+    ``s = h_{t-1} U + b_h``, each split into ``units``-wide slices r, z, n, then::
+
+        r = sigmoid(a_r + s_r)   z = sigmoid(a_z + s_z)   n = tanh(a_n + r * s_n)
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    The reset gate multiplies the recurrent term *with* its bias ``b_h[n]``. Initial weights:
+    kernel glorot-uniform, recurrent_kernel orthogonal, bias zeros.
+    """
+
+    kind: ClassVar[str] = "gru"
+    gates: ClassVar[int] = 3
+
+    def params(self, input_shape: Shape) -> tuple[ParamSpec, ...]:
+        return (*self._kernels(input_shape), ParamSpec("bias", (2, 3 * self.units), "zeros"))
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,10 @@ from .layers import (
     Dense,
     Dropout,
     Flatten,
+    GRU,
     GlobalAvgPool2D,
     GlobalMaxPool2D,
+    LSTM,
     MaxPool2D,
     Reshape,
     same_padding,
@@ -78,6 +80,19 @@ def _activation(name: str, x: Array) -> tuple[Array, Backward]:
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _sigmoid(x: Array) -> Array:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _sequence_grad(grad: Array, return_sequences: bool, shape: tuple[int, int, int]) -> Array:
+    """The gradient of every step's hidden state, from that of a recurrent layer's output."""
+    if return_sequences:
+        return grad
+    full = np.zeros(shape)
+    full[:, -1] = grad
+    return full
 
 
 def _pad(x: Array, node: Node, kernel: tuple[int, int], strides: tuple[int, int], padding: str,
@@ -193,6 +208,10 @@ class ReferenceModel:
             return x.reshape(len(x), *node.output_shape), lambda g, grads: g.reshape(x.shape)
         if isinstance(layer, BatchNorm):
             return self._batch_norm(node, layer, x, training)
+        if isinstance(layer, LSTM):
+            return self._lstm(node, layer, x)
+        if isinstance(layer, GRU):
+            return self._gru(node, layer, x)
         if isinstance(layer, Flatten):
             return x.reshape(len(x), -1), lambda g, grads: g.reshape(x.shape)
         if isinstance(layer, Dropout):
@@ -224,6 +243,75 @@ class ReferenceModel:
             np.add.at(gpad, (slice(None), taps), np.einsum("nof,tcf->notc", g, kernel))
             return gpad[:, before:before + x.shape[1]]
         return y, back
+
+    def _lstm(self, node: Node, layer: LSTM, x: Array) -> tuple[Array, Callable[[Array, dict], Array]]:
+        key = node.param_key
+        kernel, recurrent = self.weights[key("kernel")], self.weights[key("recurrent_kernel")]
+        n, steps, units = len(x), x.shape[1], layer.units
+        inputs = x @ kernel + self.weights[key("bias")]
+        h, c = np.zeros((n, steps + 1, units)), np.zeros((n, steps + 1, units))
+        gates = np.empty((n, steps, 4 * units))
+        for t in range(steps):
+            a = inputs[:, t] + h[:, t] @ recurrent
+            gates[:, t] = np.concatenate([_sigmoid(a[:, :2 * units]), np.tanh(a[:, 2 * units:3 * units]),
+                                          _sigmoid(a[:, 3 * units:])], axis=1)
+            i, f, g, o = np.split(gates[:, t], 4, axis=1)
+            c[:, t + 1] = f * c[:, t] + i * g
+            h[:, t + 1] = o * np.tanh(c[:, t + 1])
+
+        def back(grad: Array, grads: dict) -> Array:
+            grad_h = _sequence_grad(grad, layer.return_sequences, (n, steps, units))
+            dh, dc = np.zeros((n, units)), np.zeros((n, units))
+            da = np.empty_like(gates)
+            for t in reversed(range(steps)):
+                i, f, g, o = np.split(gates[:, t], 4, axis=1)
+                dh = dh + grad_h[:, t]
+                tanh_c = np.tanh(c[:, t + 1])
+                dc = dc + dh * o * (1.0 - tanh_c ** 2)
+                da[:, t] = np.concatenate([dc * g * i * (1.0 - i), dc * c[:, t] * f * (1.0 - f),
+                                           dc * i * (1.0 - g ** 2), dh * tanh_c * o * (1.0 - o)], axis=1)
+                dh, dc = da[:, t] @ recurrent.T, dc * f
+            grads[key("kernel")] = np.einsum("ntc,ntg->cg", x, da)
+            grads[key("recurrent_kernel")] = np.einsum("ntu,ntg->ug", h[:, :-1], da)
+            grads[key("bias")] = da.sum(axis=(0, 1))
+            return da @ kernel.T
+        return (h[:, 1:] if layer.return_sequences else h[:, -1]), back
+
+    def _gru(self, node: Node, layer: GRU, x: Array) -> tuple[Array, Callable[[Array, dict], Array]]:
+        key = node.param_key
+        kernel, recurrent = self.weights[key("kernel")], self.weights[key("recurrent_kernel")]
+        input_bias, recurrent_bias = self.weights[key("bias")]
+        n, steps, units = len(x), x.shape[1], layer.units
+        inputs = x @ kernel + input_bias
+        h = np.zeros((n, steps + 1, units))
+        hidden = np.empty((n, steps, 3 * units))
+        gates = np.empty((n, steps, 3 * units))
+        for t in range(steps):
+            hidden[:, t] = h[:, t] @ recurrent + recurrent_bias
+            rz = _sigmoid(inputs[:, t, :2 * units] + hidden[:, t, :2 * units])
+            r, z = rz[:, :units], rz[:, units:]
+            candidate = np.tanh(inputs[:, t, 2 * units:] + r * hidden[:, t, 2 * units:])
+            gates[:, t] = np.concatenate([rz, candidate], axis=1)
+            h[:, t + 1] = (1.0 - z) * candidate + z * h[:, t]
+
+        def back(grad: Array, grads: dict) -> Array:
+            grad_h = _sequence_grad(grad, layer.return_sequences, (n, steps, units))
+            dh = np.zeros((n, units))
+            da, ds = np.empty_like(gates), np.empty_like(gates)
+            for t in reversed(range(steps)):
+                r, z, candidate = np.split(gates[:, t], 3, axis=1)
+                dh = dh + grad_h[:, t]
+                d_candidate = dh * (1.0 - z) * (1.0 - candidate ** 2)
+                dr = d_candidate * hidden[:, t, 2 * units:] * r * (1.0 - r)
+                dz = dh * (h[:, t] - candidate) * z * (1.0 - z)
+                da[:, t] = np.concatenate([dr, dz, d_candidate], axis=1)
+                ds[:, t] = np.concatenate([dr, dz, d_candidate * r], axis=1)
+                dh = dh * z + ds[:, t] @ recurrent.T
+            grads[key("kernel")] = np.einsum("ntc,ntg->cg", x, da)
+            grads[key("recurrent_kernel")] = np.einsum("ntu,ntg->ug", h[:, :-1], ds)
+            grads[key("bias")] = np.stack([da.sum(axis=(0, 1)), ds.sum(axis=(0, 1))])
+            return da @ kernel.T
+        return (h[:, 1:] if layer.return_sequences else h[:, -1]), back
 
     def _batch_norm(self, node: Node, layer: BatchNorm, x: Array,
                     training: bool) -> tuple[Array, Callable[[Array, dict], Array]]:

@@ -2,7 +2,8 @@
 
 Canonical layouts are JAX's own (NHWC data, ``(kH, kW, in, out)`` conv kernels, ``(in, out)``
 dense kernels), so weights map one-to-one onto ``{"<layer>.<param>": jax.Array}`` and inputs need
-no conversion. Params and optimizer state stay on the device between steps; a step transfers the
+no conversion. LSTM and GRU are ``lax.scan`` recurrences in polyframe's gate orders. Params and
+optimizer state stay on the device between steps; a step transfers the
 batch in and only the loss and outputs back.
 """
 
@@ -29,8 +30,10 @@ from polyframe.layers import (
     Dense,
     Dropout,
     Flatten,
+    GRU,
     GlobalAvgPool2D,
     GlobalMaxPool2D,
+    LSTM,
     Layer,
     MaxPool2D,
     Reshape,
@@ -199,6 +202,59 @@ def _batch_norm(node: Node, index: int) -> Apply:
     return apply
 
 
+def _scan_recurrence(step: Callable[[Any, jax.Array], tuple[Any, jax.Array]], initial: Any,
+                     inputs: jax.Array, return_sequences: bool) -> jax.Array:
+    """Run ``step`` over the time axis of ``inputs`` ``(batch, time, width)``; ``step`` returns
+    the new carry and ``h``. All the ``h`` as ``(batch, time, units)``, or the last one."""
+    _, states = lax.scan(step, initial, jnp.swapaxes(inputs, 0, 1))
+    return jnp.swapaxes(states, 0, 1) if return_sequences else states[-1]
+
+
+def _lstm(node: Node, index: int) -> Apply:
+    """``a = x_t W + h U + b``; i, f, g, o slices; ``c = f c + i g``, ``h = o tanh(c)``."""
+    layer: LSTM = node.layer  # type: ignore[assignment]
+    kernel, recurrent, bias = (node.param_key(k) for k in ("kernel", "recurrent_kernel", "bias"))
+
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
+        u = params[recurrent]
+
+        def step(carry: tuple[jax.Array, jax.Array],
+                 a: jax.Array) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+            h, c = carry
+            i, f, g, o = jnp.split(a + h @ u, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), h
+
+        zeros = jnp.zeros((x.shape[0], layer.units), x.dtype)
+        return _scan_recurrence(step, (zeros, zeros), x @ params[kernel] + params[bias],
+                                layer.return_sequences)
+
+    return apply
+
+
+def _gru(node: Node, index: int) -> Apply:
+    """``a = x_t W + b_x``, ``s = h U + b_h``; r, z, n slices; ``n = tanh(a_n + r s_n)``,
+    ``h = (1 - z) n + z h``."""
+    layer: GRU = node.layer  # type: ignore[assignment]
+    kernel, recurrent, bias = (node.param_key(k) for k in ("kernel", "recurrent_kernel", "bias"))
+
+    def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
+        u, (input_bias, recurrent_bias) = params[recurrent], params[bias]
+
+        def step(h: jax.Array, a: jax.Array) -> tuple[jax.Array, jax.Array]:
+            a_r, a_z, a_n = jnp.split(a, 3, axis=-1)
+            s_r, s_z, s_n = jnp.split(h @ u + recurrent_bias, 3, axis=-1)
+            r, z = jax.nn.sigmoid(a_r + s_r), jax.nn.sigmoid(a_z + s_z)
+            h = (1.0 - z) * jnp.tanh(a_n + r * s_n) + z * h
+            return h, h
+
+        zeros = jnp.zeros((x.shape[0], layer.units), x.dtype)
+        return _scan_recurrence(step, zeros, x @ params[kernel] + input_bias, layer.return_sequences)
+
+    return apply
+
+
 def _flatten(node: Node, index: int) -> Apply:
     def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
         return x.reshape(x.shape[0], -1)
@@ -237,6 +293,8 @@ _LAYERS: dict[type[Layer], Callable[[Node, int], Apply]] = {
     Conv1D: _conv1d,
     Reshape: _reshape,
     BatchNorm: _batch_norm,
+    LSTM: _lstm,
+    GRU: _gru,
     Flatten: _flatten,
     Dropout: _dropout,
     Activation: _activation,

@@ -5,7 +5,9 @@ polyframe's canonical layouts are TensorFlow's native ones (NHWC data, conv kern
 ``tf.Variable`` objects unchanged and inputs are only made contiguous float32. The layers, the
 losses and the optimizers are written with low-level ops (not Keras) so that each follows
 polyframe's formula exactly: "same" padding is explicit with the odd pixel at the bottom/right,
-and Adam adds epsilon to the square root of the bias-corrected second moment.
+and Adam adds epsilon to the square root of the bias-corrected second moment. LSTM and GRU are
+recurrences written with ``tf.scan`` in polyframe's gate orders (Keras' GRU orders its gates
+z, r, h).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from polyframe.layers import (
     Dense,
     Dropout,
     Flatten,
+    GRU,
     GlobalAvgPool2D,
     GlobalMaxPool2D,
+    LSTM,
     MaxPool2D,
     Reshape,
     same_padding,
@@ -174,6 +178,64 @@ def _batch_norm(node: Node, params: dict[str, tf.Variable], rng: tf.random.Gener
     return batch_norm
 
 
+def _input_terms(x: Tensor, kernel: tf.Variable, bias: Tensor) -> Tensor:
+    """``x_t W + b`` of every step in one product, time-major: ``(time, batch, gates * units)``."""
+    return tf.einsum("ntc,cg->tng", x, kernel) + bias
+
+
+def _recurrent_outputs(states: Tensor, return_sequences: bool) -> Tensor:
+    """``h`` of every step ``(batch, time, units)``, or of the last one, from time-major states."""
+    return tf.transpose(states, [1, 0, 2]) if return_sequences else states[-1]
+
+
+def _zero_state(x: Tensor, units: int) -> Tensor:
+    return tf.zeros(tf.stack([tf.shape(x)[0], units]), x.dtype)
+
+
+def _lstm(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
+    """``a = x_t W + h U + b``; i, f, g, o slices; ``c = f c + i g``, ``h = o tanh(c)``."""
+    layer: LSTM = node.layer  # type: ignore[assignment]
+    kernel, recurrent, bias = (params[node.param_key(k)] for k in ("kernel", "recurrent_kernel", "bias"))
+
+    def lstm(x: Tensor, training: bool) -> Tensor:
+        u = tf.convert_to_tensor(recurrent)
+
+        def step(state: tuple[Tensor, Tensor], a: Tensor) -> tuple[Tensor, Tensor]:
+            h, c = state
+            i, f, g, o = tf.split(a + tf.linalg.matmul(h, u), 4, axis=1)
+            c = tf.math.sigmoid(f) * c + tf.math.sigmoid(i) * tf.math.tanh(g)
+            return tf.math.sigmoid(o) * tf.math.tanh(c), c
+
+        zeros = _zero_state(x, layer.units)
+        states, _ = tf.scan(step, _input_terms(x, kernel, bias), initializer=(zeros, zeros))
+        return _recurrent_outputs(states, layer.return_sequences)
+
+    return lstm
+
+
+def _gru(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
+    """``a = x_t W + b_x``, ``s = h U + b_h``; r, z, n slices; ``n = tanh(a_n + r s_n)``,
+    ``h = (1 - z) n + z h``."""
+    layer: GRU = node.layer  # type: ignore[assignment]
+    kernel, recurrent, bias = (params[node.param_key(k)] for k in ("kernel", "recurrent_kernel", "bias"))
+
+    def gru(x: Tensor, training: bool) -> Tensor:
+        u, recurrent_bias = tf.convert_to_tensor(recurrent), bias[1]
+
+        def step(h: Tensor, a: Tensor) -> Tensor:
+            a_r, a_z, a_n = tf.split(a, 3, axis=1)
+            s_r, s_z, s_n = tf.split(tf.linalg.matmul(h, u) + recurrent_bias, 3, axis=1)
+            r, z = tf.math.sigmoid(a_r + s_r), tf.math.sigmoid(a_z + s_z)
+            n = tf.math.tanh(a_n + r * s_n)
+            return (1.0 - z) * n + z * h
+
+        states = tf.scan(step, _input_terms(x, kernel, bias[0]),
+                         initializer=_zero_state(x, layer.units))
+        return _recurrent_outputs(states, layer.return_sequences)
+
+    return gru
+
+
 def _flatten(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
     size = node.output_shape[0]
     return lambda x, training: tf.reshape(x, (-1, size))
@@ -214,6 +276,8 @@ _LAYERS: dict[type, Callable[[Node, dict[str, tf.Variable], tf.random.Generator]
     Conv1D: _conv1d,
     Reshape: _reshape,
     BatchNorm: _batch_norm,
+    LSTM: _lstm,
+    GRU: _gru,
     Flatten: _flatten,
     Dense: _dense,
     Dropout: _dropout,

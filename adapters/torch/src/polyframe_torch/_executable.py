@@ -5,7 +5,8 @@ kept channel-first (images NCHW, sequences NCL; inputs converted once per datase
 :meth:`TorchExecutable.prepare_inputs`), conv kernels ``(O, I, kH, kW)`` / ``(O, I, k)``, linear
 weights ``(out, in)``. Channel-wise operations (softmax, log_softmax, BatchNorm) therefore use
 axis 1. Flatten after a convolution is channel-last in polyframe; rather than permuting
-activations every step, the rows of the Dense kernel that follows are permuted once.
+activations every step, the rows of the Dense kernel that follows are permuted once. LSTM and GRU
+are ``nn.LSTM`` / ``nn.GRU`` with their weights transposed at build (see :class:`_Recurrent`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from polyframe.layers import (
     Dense,
     Dropout,
     Flatten,
+    GRU,
     GlobalAvgPool2D,
     GlobalMaxPool2D,
+    LSTM,
     MaxPool2D,
     Reshape,
     same_padding,
@@ -39,6 +42,9 @@ from polyframe.model import Node, Sequential
 from polyframe.optimizers import SGD, Adam, Optimizer
 
 __all__ = ["TorchExecutable"]
+
+Stored = torch.Tensor | tuple[torch.Tensor, ...]
+"""Where one canonical array lives: a tensor, or the rows of a stacked array (GRU's biases)."""
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -160,6 +166,32 @@ class _BatchNorm(nn.Module):
         return F.batch_norm(x, None, None, self.gamma, self.beta, True, 0.0, self.epsilon)
 
 
+class _Recurrent(nn.Module):
+    """``nn.LSTM`` / ``nn.GRU`` (``batch_first``) between NCL tensors: the input is permuted to
+    ``(batch, time, features)`` and a returned sequence back to NCL.
+
+    Torch's gate orders (LSTM i, f, g, o; GRU r, z, n) and its GRU formula (``b_hn`` inside
+    ``r * (...)``) are polyframe's, so the weights only need transposing: ``weight_ih = kernel.T``,
+    ``weight_hh = recurrent_kernel.T``. GRU: ``bias_ih, bias_hh = bias``. LSTM: torch adds two
+    biases where polyframe has one, and a second trainable copy would receive the same gradient
+    and so double the bias's step; ``bias_ih`` holds the bias and ``bias_hh`` is a frozen zero.
+    """
+
+    def __init__(self, node: Node, layer: LSTM | GRU) -> None:
+        super().__init__()
+        rnn = nn.LSTM if isinstance(layer, LSTM) else nn.GRU
+        self.rnn = rnn(node.input_shape[-1], layer.units, batch_first=True)
+        self.return_sequences = layer.return_sequences
+        if isinstance(layer, LSTM):
+            self.rnn.bias_hh_l0.requires_grad_(False)
+            with torch.no_grad():
+                self.rnn.bias_hh_l0.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.rnn(x.movedim(1, -1))[0]
+        return out.movedim(-1, 1) if self.return_sequences else out[:, -1]
+
+
 def _flatten_row_order(shape: tuple[int, ...]) -> np.ndarray:
     """For a flattened channel-last input: canonical row index of each channel-first position."""
     return np.moveaxis(np.arange(int(np.prod(shape))).reshape(shape), -1, 0).ravel()
@@ -170,7 +202,7 @@ class _Compiler:
 
     def __init__(self, model: Sequential) -> None:
         self.modules: list[nn.Module] = []
-        self.params: dict[str, tuple[torch.Tensor, str, np.ndarray | None]] = {}
+        self.params: dict[str, tuple[Stored, str, np.ndarray | None]] = {}
         self._pending_rows: np.ndarray | None = None
         nodes = model.nodes
         for i, node in enumerate(nodes):
@@ -219,6 +251,15 @@ class _Compiler:
             self.modules.append(norm)
             for name in ("gamma", "beta", "moving_mean", "moving_variance"):
                 self.params[node.param_key(name)] = (getattr(norm, name), "vector", None)
+        elif isinstance(layer, (LSTM, GRU)):
+            recurrent = _Recurrent(node, layer)
+            rnn = recurrent.rnn
+            self.modules.append(recurrent)
+            self.params[node.param_key("kernel")] = (rnn.weight_ih_l0, "dense", None)
+            self.params[node.param_key("recurrent_kernel")] = (rnn.weight_hh_l0, "dense", None)
+            self.params[node.param_key("bias")] = (
+                (rnn.bias_ih_l0, rnn.bias_hh_l0) if isinstance(layer, GRU) else rnn.bias_ih_l0,
+                "bias", None)
         elif isinstance(layer, Flatten):
             if len(node.input_shape) < 2:
                 self.modules.append(nn.Flatten(1))
@@ -279,6 +320,13 @@ def _to_canonical(array: np.ndarray, kind: str, rows: np.ndarray | None) -> np.n
     return array
 
 
+def _read(param: Stored) -> np.ndarray:
+    """A stored array; a tuple of tensors (GRU's two biases) is one canonical array, stacked."""
+    if isinstance(param, tuple):
+        return np.stack([p.detach().numpy() for p in param])
+    return param.detach().numpy()
+
+
 def _loss_function(loss: Loss):
     if isinstance(loss, SparseCategoricalCrossentropy):
         if loss.from_logits:
@@ -311,7 +359,7 @@ class TorchExecutable(Executable):
         self._params = compiled.params
         self.set_weights(weights)
         self._loss = _loss_function(loss)
-        self._optimizer = _optimizer(optimizer, list(self.module.parameters()))
+        self._optimizer = _optimizer(optimizer, [p for p in self.module.parameters() if p.requires_grad])
         self._training: bool | None = None
 
     def _mode(self, training: bool) -> None:
@@ -344,10 +392,15 @@ class TorchExecutable(Executable):
         return self.module(torch.from_numpy(x)).numpy()
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        return {key: _to_canonical(p.detach().numpy(), kind, rows).copy()
+        return {key: _to_canonical(_read(p), kind, rows).copy()
                 for key, (p, kind, rows) in self._params.items()}
 
     @torch.no_grad()
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         for key, (param, kind, rows) in self._params.items():
-            param.copy_(torch.from_numpy(np.ascontiguousarray(_to_native(weights[key], kind, rows))))
+            native = np.ascontiguousarray(_to_native(weights[key], kind, rows))
+            if isinstance(param, tuple):
+                for row, value in zip(param, native):
+                    row.copy_(torch.from_numpy(value))
+            else:
+                param.copy_(torch.from_numpy(native))
