@@ -81,3 +81,25 @@ def seed_cnn(input_shape: tuple[int, ...], num_classes: int = 10, dropout: float
 def max_relative(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
+
+
+def check_reference_gradients(ref, x, y, loss, rng, samples: int = 4) -> dict:
+    """Compare the reference's parameter and input gradients with central finite differences
+    at ``samples`` random entries of each array (rel 1e-5, abs 1e-9); returns the gradients."""
+    _, grads, grad_x = ref.loss_and_grads(x, y, loss)
+
+    def numeric(array, index, eps=1e-6):
+        flat = array.reshape(-1)
+        flat[index] += eps
+        plus = ref.loss_and_grads(x, y, loss)[0]
+        flat[index] -= 2 * eps
+        minus = ref.loss_and_grads(x, y, loss)[0]
+        flat[index] += eps
+        return (plus - minus) / (2 * eps)
+
+    for key, grad in grads.items():
+        for i in rng.choice(grad.size, size=min(samples, grad.size), replace=False):
+            assert grad.reshape(-1)[i] == pytest.approx(numeric(ref.weights[key], i), rel=1e-5, abs=1e-9), key
+    for i in rng.choice(x.size, size=4, replace=False):
+        assert grad_x.reshape(-1)[i] == pytest.approx(numeric(x, i), rel=1e-5, abs=1e-9)
+    return grads
