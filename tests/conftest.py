@@ -103,3 +103,15 @@ def check_reference_gradients(ref, x, y, loss, rng, samples: int = 4) -> dict:
     for i in rng.choice(x.size, size=4, replace=False):
         assert grad_x.reshape(-1)[i] == pytest.approx(numeric(x, i), rel=1e-5, abs=1e-9)
     return grads
+
+
+def regression_data(model: pf.Sequential, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` standard-normal float32 inputs and MSE targets shaped for ``model``."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, *model.input_shape)).astype(np.float32)
+    return x, rng.normal(size=(n, *model.output_shape)).astype(np.float32)
+
+
+def mse_trainer(model: pf.Sequential, backend: str, **kwargs) -> pf.Trainer:
+    """A trainer with the MSE loss and no metrics, as the layer parity tests use."""
+    return pf.Trainer(model, backend=backend, metrics=(), loss=pf.MeanSquaredError(), **kwargs)

@@ -14,7 +14,7 @@ import polyframe as pf
 from polyframe.activations import LEAKY_RELU_SLOPE
 from polyframe.reference import ReferenceModel, ReferenceOptimizer
 
-from conftest import check_reference_gradients
+from conftest import check_reference_gradients, mse_trainer, regression_data
 
 NEW_ACTIVATIONS = ("gelu", "silu", "leaky_relu", "softplus", "log_softmax")
 
@@ -59,23 +59,13 @@ MODELS = {
 MSE = pf.MeanSquaredError()
 
 
-def _data(model, n=6, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, *model.input_shape)).astype(np.float32)
-    return x, rng.normal(size=(n, *model.output_shape)).astype(np.float32)
-
-
-def _trainer(model, backend, **kwargs):
-    return pf.Trainer(model, backend=backend, metrics=(), loss=MSE, **kwargs)
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_forward_and_one_sgd_step_match_the_reference(backend, name):
     model = MODELS[name]
-    x, y = _data(model)
+    x, y = regression_data(model, 6)
     start = model.init_weights(4)
     ref = ReferenceModel(model, start)
-    trainer = _trainer(model, backend, seed=4, optimizer=pf.SGD(learning_rate=1.0))
+    trainer = mse_trainer(model, backend, seed=4, optimizer=pf.SGD(learning_rate=1.0))
     np.testing.assert_allclose(trainer.predict(x), ref.forward(x), rtol=1e-5, atol=1e-6)
 
     ref_loss, grads, _ = ref.loss_and_grads(x, y, MSE, update_state=True)
@@ -92,7 +82,7 @@ def test_forward_and_one_sgd_step_match_the_reference(backend, name):
 def test_reference_gradients_match_finite_differences(name):
     model = MODELS[name]
     rng = np.random.default_rng(1)
-    x, y = (a.astype(np.float64) for a in _data(model, n=3, seed=1))
+    x, y = (a.astype(np.float64) for a in regression_data(model, n=3, seed=1))
     weights = {k: v + rng.normal(0, 0.1, v.shape) for k, v in model.init_weights(2).items()}
     ref = ReferenceModel(model, weights)
     grads = check_reference_gradients(ref, x, y, MSE, rng, samples=4)
@@ -115,7 +105,7 @@ def test_activation_formulas_at_known_points():
 def test_avg_pool_same_excludes_padding_from_the_count(backend):
     model = pf.Sequential([pf.Conv2D(1, 1, use_bias=False), pf.AvgPool2D(2, strides=2, padding="same")],
                           input_shape=(3, 3, 1))
-    trainer = _trainer(model, backend)
+    trainer = mse_trainer(model, backend)
     trainer.set_weights({"conv2d.kernel": np.ones((1, 1, 1, 1))})
     x = np.arange(18, dtype=np.float32).reshape(2, 3, 3, 1)
     out = trainer.predict(x)[..., 0]
@@ -130,7 +120,7 @@ def test_avg_pool_same_excludes_padding_from_the_count(backend):
 def test_conv1d_same_with_stride_2_and_even_kernel_pads_the_odd_element_at_the_end(backend):
     model = pf.Sequential([pf.Conv1D(1, 4, strides=2, padding="same", use_bias=False)],
                           input_shape=(7, 1))
-    trainer = _trainer(model, backend)
+    trainer = mse_trainer(model, backend)
     trainer.set_weights({"conv1d.kernel": np.array([1.0, 10.0, 100.0, 1000.0]).reshape(4, 1, 1)})
     x = np.arange(1, 8, dtype=np.float32).reshape(1, 7, 1)
     padded = np.concatenate([[0.0], x.ravel(), [0.0, 0.0]])           # total 3: 1 before, 2 after
@@ -145,8 +135,8 @@ def test_conv1d_same_with_stride_2_and_even_kernel_pads_the_odd_element_at_the_e
                   input_shape=(6, 2)),
 ], ids=["image", "sequence"])
 def test_softmax_and_log_softmax_run_over_the_channels(backend, model):
-    x, _ = _data(model, n=3)
-    out = _trainer(model, backend, seed=2).predict(x)
+    x, _ = regression_data(model, n=3)
+    out = mse_trainer(model, backend, seed=2).predict(x)
     np.testing.assert_allclose(out, ReferenceModel(model, model.init_weights(2)).forward(x),
                                rtol=1e-5, atol=1e-6)
     normalised = np.exp(out) if model.layers[1].activation == "log_softmax" else out
@@ -158,12 +148,12 @@ BN = MODELS["batch-norm-image"]
 
 
 def test_batch_norm_uses_batch_statistics_in_training_and_moving_ones_in_inference(backend):
-    x, y = _data(BN, n=8, seed=3)
+    x, y = regression_data(BN, n=8, seed=3)
     weights = BN.init_weights(0)
     weights["batch_norm.moving_mean"] = np.array([0.3, -0.2, 0.1], np.float32)
     weights["batch_norm.moving_variance"] = np.array([2.0, 0.5, 1.5], np.float32)
     ref = ReferenceModel(BN, weights)
-    trainer = _trainer(BN, backend, optimizer=pf.SGD(1e-9))
+    trainer = mse_trainer(BN, backend, optimizer=pf.SGD(1e-9))
     trainer.set_weights(weights)
     native = trainer.executable.prepare_inputs(x)
     inference = trainer.executable.predict(native)
@@ -174,11 +164,11 @@ def test_batch_norm_uses_batch_statistics_in_training_and_moving_ones_in_inferen
 
 
 def test_batch_norm_moving_statistics_after_3_steps_match_the_reference(backend):
-    x, y = _data(BN, n=24, seed=5)
+    x, y = regression_data(BN, n=24, seed=5)
     ref = ReferenceModel(BN, BN.init_weights(7))
     ReferenceOptimizer(pf.SGD(0.1, momentum=0.5)).train(
         ref, ((x[i:i + 8], y[i:i + 8]) for i in range(0, 24, 8)), MSE)
-    trainer = _trainer(BN, backend, seed=7, optimizer=pf.SGD(0.1, momentum=0.5))
+    trainer = mse_trainer(BN, backend, seed=7, optimizer=pf.SGD(0.1, momentum=0.5))
     trainer.fit(x, y, batch_size=8, shuffle=False, progress=False)
     after = trainer.get_weights()
     for key in ("batch_norm.moving_mean", "batch_norm.moving_variance"):
@@ -194,7 +184,7 @@ def test_batch_norm_state_is_non_trainable_and_round_trips(backend):
     init = BN.init_weights(0)
     np.testing.assert_array_equal(init["batch_norm.moving_variance"], 1.0)
     np.testing.assert_array_equal(init["batch_norm.gamma"], 1.0)
-    trainer = _trainer(BN, backend)
+    trainer = mse_trainer(BN, backend)
     changed = {k: v + 0.5 for k, v in trainer.get_weights().items()}
     trainer.set_weights(changed)
     for key, value in trainer.get_weights().items():

@@ -16,7 +16,7 @@ import pytest
 import polyframe as pf
 from polyframe.reference import ReferenceModel
 
-from conftest import check_reference_gradients
+from conftest import check_reference_gradients, mse_trainer, regression_data
 
 MODELS = {
     "lstm": pf.Sequential([pf.LSTM(5), pf.Dense(3)], input_shape=(6, 4)),
@@ -36,29 +36,19 @@ MODELS = {
 MSE = pf.MeanSquaredError()
 
 
-def _data(model, n=4, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, *model.input_shape))
-    return x.astype(np.float32), rng.normal(size=(n, *model.output_shape)).astype(np.float32)
-
-
 def _perturbed(model, seed):
     rng = np.random.default_rng(seed)
     return {k: (v + rng.normal(0, 0.3, v.shape)).astype(np.float32)
             for k, v in model.init_weights(seed).items()}
 
 
-def _trainer(model, backend, **kwargs):
-    return pf.Trainer(model, backend=backend, metrics=(), loss=MSE, **kwargs)
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_forward_and_one_sgd_step_match_the_reference(backend, name):
     model = MODELS[name]
-    x, y = _data(model)
+    x, y = regression_data(model, 4)
     start = _perturbed(model, 3)
     ref = ReferenceModel(model, start)
-    trainer = _trainer(model, backend, optimizer=pf.SGD(learning_rate=1.0))
+    trainer = mse_trainer(model, backend, optimizer=pf.SGD(learning_rate=1.0))
     trainer.set_weights(start)
     np.testing.assert_allclose(trainer.predict(x), ref.forward(x), rtol=1e-5, atol=1e-6)
 
@@ -77,7 +67,7 @@ def test_forward_and_one_sgd_step_match_the_reference(backend, name):
 def test_reference_gradients_match_finite_differences(name):
     model = MODELS[name]
     rng = np.random.default_rng(1)
-    x, y = (a.astype(np.float64) for a in _data(model, n=3, seed=1))
+    x, y = (a.astype(np.float64) for a in regression_data(model, n=3, seed=1))
     ref = ReferenceModel(model, _perturbed(model, 2))
     grads = check_reference_gradients(ref, x, y, MSE, rng, samples=6)
     assert set(grads) == {k for k, _ in model.param_specs()}
@@ -102,7 +92,7 @@ def test_initial_weights_follow_the_documented_rules():
 
 
 def test_weights_round_trip_bitwise(backend):
-    trainer = _trainer(INIT, backend, seed=5)
+    trainer = mse_trainer(INIT, backend, seed=5)
     canonical = INIT.init_weights(5)
     for key, value in trainer.get_weights().items():
         assert value.dtype == np.float32
@@ -164,7 +154,7 @@ def test_gate_layout_matches_values_computed_by_hand(backend, cell):
                 arrays = [shuffled[j] if j == i else np.asarray((w, u, b)[j]) for j in range(3)]
                 assert np.abs(np.subtract(by_hand(XS, *arrays), expected)).max() > 1e-3, (perm, i)
     model = pf.Sequential([layer], input_shape=(len(XS), 1))
-    trainer = _trainer(model, backend)
+    trainer = mse_trainer(model, backend)
     trainer.set_weights({f"{cell}.kernel": np.array([w]), f"{cell}.recurrent_kernel": np.array([u]),
                          f"{cell}.bias": np.array(b)})
     out = trainer.predict(np.array(XS, np.float32).reshape(1, -1, 1))

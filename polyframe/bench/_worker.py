@@ -110,7 +110,8 @@ def _run(spec: RunSpec) -> dict[str, Any]:
             from .keras_baseline import train_keras
             run = train_keras(*args)
         losses, predict = run.losses, run.predict
-        version = _framework_version(framework)
+        backend = pf.registered_backends().get(framework)
+        version = backend.framework_version() if backend else None
     steps = np.diff(np.array([started, *stamps]))
     outputs = np.concatenate([predict(data.x_test[i:i + 256]) for i in range(0, len(data.x_test), 256)])
     accuracy = float(np.mean(np.argmax(outputs, axis=-1) == data.y_test)) if data.y_test.ndim == 1 \
@@ -156,16 +157,6 @@ def _float_targets(data: Any, output_shape: tuple[int, ...]) -> Any:
     rng = np.random.default_rng(1)
     make = lambda n: rng.standard_normal((n, *output_shape)).astype(np.float32)  # noqa: E731
     return Split(data.name, data.x_train, make(len(data.x_train)), data.x_test, make(len(data.x_test)), 0)
-
-
-def _framework_version(framework: str) -> str | None:
-    import importlib.metadata
-    for dist in (framework, f"{framework}-cpu"):
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def main(argv: list[str]) -> int:
