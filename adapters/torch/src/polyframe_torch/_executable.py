@@ -37,9 +37,11 @@ from polyframe.layers import (
     same_padding,
     window_counts,
 )
-from polyframe.losses import PROBABILITY_FLOOR, Loss, MeanSquaredError, SparseCategoricalCrossentropy
+from polyframe.losses import Loss
 from polyframe.model import Node, Sequential
-from polyframe.optimizers import SGD, Adam, Optimizer
+from polyframe.optimizers import Optimizer
+
+from ._training import _loss_function, _optimizer
 
 __all__ = ["TorchExecutable"]
 
@@ -325,25 +327,6 @@ def _read(param: Stored) -> np.ndarray:
     if isinstance(param, tuple):
         return np.stack([p.detach().numpy() for p in param])
     return param.detach().numpy()
-
-
-def _loss_function(loss: Loss):
-    if isinstance(loss, SparseCategoricalCrossentropy):
-        if loss.from_logits:
-            return F.cross_entropy
-        return lambda p, y: F.nll_loss(torch.log(p.clamp(PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)), y)
-    if isinstance(loss, MeanSquaredError):
-        return F.mse_loss
-    raise ConfigError(f"the torch backend does not support loss {type(loss).__name__}")
-
-
-def _optimizer(spec: Optimizer, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    if isinstance(spec, Adam):
-        return torch.optim.Adam(params, lr=spec.learning_rate, betas=(spec.beta_1, spec.beta_2),
-                                eps=spec.epsilon)
-    if isinstance(spec, SGD):
-        return torch.optim.SGD(params, lr=spec.learning_rate, momentum=spec.momentum)
-    raise ConfigError(f"the torch backend does not support optimizer {type(spec).__name__}")
 
 
 class TorchExecutable(Executable):
