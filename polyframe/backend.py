@@ -53,7 +53,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .losses import Loss
-    from .model import Sequential
+    from .model import Model
     from .optimizers import Optimizer
 
 __all__ = ["Backend", "Executable", "BuildOptions", "StepResult", "Availability"]
@@ -77,21 +77,31 @@ class BuildOptions:
 
     seed: int = 0
     deterministic: bool = False
+    loss_weights: tuple[float, ...] | None = None
+    """For a model with several outputs: the weight of each output's loss in the total."""
 
 
 class StepResult(NamedTuple):
     """What one train or eval step hands back: the batch's mean loss and the model outputs."""
 
     loss: float
-    outputs: np.ndarray
+    outputs: np.ndarray | tuple[np.ndarray, ...]
 
 
 class Executable(abc.ABC):
-    """A model compiled for one framework, holding its weights and optimizer state."""
+    """A model compiled for one framework, holding its weights and optimizer state.
+
+    Batches: ``x`` is one prepared array, or a tuple of them (one per model input, in
+    ``model.inputs`` order); ``y`` likewise per model output, and the outputs handed back are
+    one array or a tuple (one per ``model.outputs``). With several outputs the loss is
+    ``sum(w_i * loss_i)``, ``loss`` being one spec per output and ``w`` the build options'
+    ``loss_weights`` (all 1 by default).
+    """
 
     @abc.abstractmethod
     def prepare_inputs(self, x: np.ndarray) -> np.ndarray:
-        """Convert a whole canonical (NHWC, float32) input array to this backend's layout, once."""
+        """Convert a whole canonical (NHWC, float32) array of one input to this backend's
+        layout, once per dataset (called for each input of a multi-input model)."""
 
     @abc.abstractmethod
     def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
@@ -149,9 +159,9 @@ class Backend(abc.ABC):
 
     def build(
         self,
-        model: Sequential,
+        model: Model,
         weights: dict[str, np.ndarray],
-        loss: Loss,
+        loss: Loss | tuple[Loss, ...],
         optimizer: Optimizer,
         options: BuildOptions,
     ) -> Executable:

@@ -6,7 +6,7 @@ backend sees the same samples in the same order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from ._checks import check_float, check_int
 from .errors import ConfigError, DataError, ShapeError
 from .random import generator
 
-__all__ = ["batch_indices", "check_inputs", "check_batch_size", "split_validation"]
+__all__ = ["batch_indices", "check_inputs", "check_batch_size", "split_validation", "by_name"]
 
 Shape = tuple[int, ...]
 
@@ -23,8 +23,31 @@ def check_batch_size(batch_size: int) -> int:
     return check_int(batch_size, "batch_size")
 
 
-def check_inputs(x: np.ndarray, input_shape: Shape, what: str = "inputs") -> np.ndarray:
-    """``x`` as a float32 array of shape ``(N, *input_shape)``, or a clear error."""
+def by_name(value: object, names: Sequence[str], what: str) -> tuple[object, ...]:
+    """One entry per name from a model with ``names`` inputs (or outputs): ``value`` itself for a
+    single name, else a list/tuple in that order or a dict keyed by name."""
+    if isinstance(value, dict):
+        missing = [n for n in names if n not in value]
+        extra = sorted(set(value) - set(names))
+        if missing or extra:
+            raise DataError(f"the {what} dict must have the keys {list(names)}; missing "
+                            f"{missing or 'none'}, unexpected {extra or 'none'}")
+        return tuple(value[n] for n in names)
+    if len(names) == 1:
+        return (value,)
+    if not isinstance(value, (list, tuple)) or len(value) != len(names):
+        got = f"{len(value)} entries" if isinstance(value, (list, tuple)) else type(value).__name__
+        raise DataError(f"the model has {len(names)} {what}s {list(names)}; pass a list of "
+                        f"{len(names)} arrays in that order or a dict keyed by those names, got {got}")
+    return tuple(value)
+
+
+def check_inputs(x: np.ndarray, input_shape: Shape, what: str = "inputs", *,
+                 integer: bool = False) -> np.ndarray:
+    """``x`` as a float32 array of shape ``(N, *input_shape)``, or a clear error.
+
+    ``integer``: the values must be whole numbers (token ids) that float32 holds exactly.
+    """
     original = np.asarray(x) if x is not None else None
     if original is None or not (np.issubdtype(original.dtype, np.integer)
                                 or np.issubdtype(original.dtype, np.floating)):
@@ -51,20 +74,32 @@ def check_inputs(x: np.ndarray, input_shape: Shape, what: str = "inputs") -> np.
         )
     if len(array) == 0:
         raise DataError(f"{what} are empty; give at least one sample")
+    if integer and (np.any(original != np.round(original)) or np.any(np.abs(original) > 2**24)):
+        raise DataError(f"{what} must hold whole numbers (integer ids) below 2**24 in magnitude; "
+                        "convert them with x.astype(int)")
     return array
 
 
-def split_validation(x: np.ndarray, y: np.ndarray, fraction: float
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hold out the last ``fraction`` of the samples (before any shuffling) for validation."""
+def split_validation(x: Sequence[np.ndarray], y: Sequence[np.ndarray], fraction: float
+                     ) -> tuple[tuple[np.ndarray, ...], ...]:
+    """Hold out the last ``fraction`` of the samples (before any shuffling) for validation.
+
+    ``x`` and ``y`` are arrays, or tuples of them (one per model input / output); returns
+    ``(x_train, y_train, x_val, y_val)`` in the same form.
+    """
     check_float(fraction, "validation_split", low=0.0, high=1.0, low_open=True, high_open=True)
-    cut = len(x) - int(round(len(x) * fraction))
-    if cut <= 0 or cut >= len(x):
+    single = not isinstance(x, tuple)
+    xs, ys = ((x,), (y,)) if single else (tuple(x), tuple(y))
+    n = len(xs[0])
+    cut = n - int(round(n * fraction))
+    if cut <= 0 or cut >= n:
         raise ConfigError(
             f"validation_split={fraction} leaves an empty training or validation set "
-            f"for {len(x)} samples; choose a fraction that keeps both non-empty"
+            f"for {n} samples; choose a fraction that keeps both non-empty"
         )
-    return x[:cut], y[:cut], x[cut:], y[cut:]
+    parts = (tuple(a[:cut] for a in xs), tuple(a[:cut] for a in ys),
+             tuple(a[cut:] for a in xs), tuple(a[cut:] for a in ys))
+    return tuple(p[0] for p in parts) if single else parts  # type: ignore[return-value]
 
 
 def batch_indices(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool

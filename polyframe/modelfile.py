@@ -1,7 +1,7 @@
 """Model files: plain Python files that describe a model for the CLI.
 
 Convention: the file defines ``build_model(input_shape, num_classes)`` returning a
-:class:`polyframe.Sequential` sized to the data it is given. It may also define
+:class:`polyframe.Sequential` or a functional :class:`polyframe.Model` with one input and one output, sized to the data it is given. It may also define
 ``optimizer()`` (default ``Adam(1e-3)``) and ``loss()`` (default sparse categorical
 cross-entropy from logits)::
 
@@ -24,7 +24,7 @@ from types import ModuleType
 
 from .errors import ModelFileError, PolyframeError
 from .losses import Loss, SparseCategoricalCrossentropy
-from .model import Sequential
+from .model import Model
 from .optimizers import Adam, Optimizer
 
 __all__ = ["ModelRecipe", "load_model_file"]
@@ -35,7 +35,7 @@ class ModelRecipe:
     """What a model file defines, resolved for one dataset."""
 
     name: str
-    model: Sequential
+    model: Model
     loss: Loss
     optimizer: Optimizer
 
@@ -91,11 +91,11 @@ def load_model_file(path: str | Path, input_shape: tuple[int, ...], num_classes:
     module = _import(path)
     if not callable(getattr(module, "build_model", None)):
         raise ModelFileError(f"{path} defines no build_model(input_shape, num_classes) function; "
-                             "add one that returns a polyframe.Sequential")
+                             "add one that returns a polyframe.Sequential or polyframe.Model")
     model = _call(module, path, "build_model", tuple(input_shape), int(num_classes))
-    if not isinstance(model, Sequential):
+    if not isinstance(model, Model):
         raise ModelFileError(f"{path}: build_model() returned {type(model).__name__}, "
-                             "not a polyframe.Sequential")
+                             "not a polyframe model (Sequential or Model)")
     loss = _call(module, path, "loss") if hasattr(module, "loss") else SparseCategoricalCrossentropy()
     optimizer = _call(module, path, "optimizer") if hasattr(module, "optimizer") else Adam(1e-3)
     if not isinstance(loss, Loss) or not isinstance(optimizer, Optimizer):

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 from collections.abc import Sequence
 
 import numpy as np
 
-from ._checks import MAX_SEED, check_bool, check_int
+from ._checks import MAX_SEED, check_bool, check_float, check_int
 from .backend import BuildOptions, Executable
 from .callbacks import Callback, History, ProgressDisplay
-from .data import batch_indices, check_batch_size, check_inputs, split_validation
-from .errors import ConfigError, NonFiniteLossError
-from .losses import Loss, SparseCategoricalCrossentropy, get_loss
+from .data import batch_indices, by_name, check_batch_size, check_inputs, split_validation
+from .errors import ConfigError, DataError, NonFiniteLossError
+from .execution import as_tuple, single_or_tuple
+from .losses import Loss, get_loss
 from .metrics import Metric, get_metric
-from .model import Sequential
+from .model import Model
 from .optimizers import Optimizer, get_optimizer
 from .plugins import default_backend_name, get_backend
 
@@ -32,31 +34,37 @@ class Trainer:
     stderr which one it chose and on what evidence, and keeps that in :attr:`choice`. Initial
     weights are polyframe's canonical ones for ``seed``, so they are identical on every backend.
     ``metrics=None`` means accuracy for cross-entropy and none for regression losses.
+
+    A model with several inputs takes ``x`` as a list (in ``model.inputs`` order) or a dict
+    keyed by input name; with several outputs, ``y`` likewise (keyed by output name), ``loss``
+    is one spec for all outputs or a list of one per output, the total loss is
+    ``sum(loss_weights[i] * loss_i)`` and each metric is reported per output as
+    ``"<output>_<metric>"``.
     """
 
     def __init__(
         self,
-        model: Sequential,
+        model: Model,
         *,
-        loss: Loss | str = "sparse_categorical_crossentropy",
+        loss: Loss | str | Sequence[Loss | str] = "sparse_categorical_crossentropy",
+        loss_weights: Sequence[float] | None = None,
         optimizer: Optimizer | str = "adam",
         metrics: Sequence[Metric | str] | None = None,
         backend: str | None = None,
         seed: int = 0,
         deterministic: bool = False,
     ) -> None:
-        if not isinstance(model, Sequential):
+        if not isinstance(model, Model):
             raise ConfigError(f"Trainer needs a polyframe model, got {type(model).__name__}")
         if model.count_params() == 0:
             raise ConfigError("the model has no trainable parameters; add a Dense or Conv2D layer")
         self.model = model
-        self.loss = get_loss(loss)
+        self.losses = _per_output_losses(loss, len(model.outputs))
+        self.loss = self.losses[0] if len(self.losses) == 1 else self.losses
+        """The loss spec, or a tuple of one per output."""
+        self.loss_weights = _check_loss_weights(loss_weights, len(model.outputs))
         self.optimizer = get_optimizer(optimizer)
-        if metrics is None:
-            metrics = ("accuracy",) if isinstance(self.loss, SparseCategoricalCrossentropy) else ()
-        elif isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
-            metrics = (metrics,)  # type: ignore[assignment]
-        self.metrics = [get_metric(m) for m in metrics]
+        self.metrics = self._metrics(metrics)
         self.seed = check_int(seed, "seed", minimum=0, maximum=MAX_SEED)
         deterministic = check_bool(deterministic, "deterministic")
         requested = default_backend_name() if backend is None else backend
@@ -65,14 +73,14 @@ class Trainer:
         if requested == "auto":
             from .selector import choose_backend_for_model
 
-            self.choice = choose_backend_for_model(model, self.loss, self.optimizer)
+            self.choice = choose_backend_for_model(model, self.losses[0], self.optimizer)
             print(f"polyframe: {self.choice.explain()}", file=sys.stderr, flush=True)
             requested = self.choice.backend
         self.backend_name = requested
         self.backend = get_backend(self.backend_name)
         self.executable: Executable = self.backend.build(
             model, model.init_weights(self.seed), self.loss, self.optimizer,
-            BuildOptions(seed=self.seed, deterministic=deterministic),
+            BuildOptions(seed=self.seed, deterministic=deterministic, loss_weights=self.loss_weights),
         )
         self.epoch = 0
         self.stop_training = False
@@ -87,25 +95,59 @@ class Trainer:
         self.executable.set_weights(self.model.check_weights(weights))
 
     # -- data ----------------------------------------------------------------------------
-    def _prepare(self, x: np.ndarray, y: np.ndarray | None, *, labelled: bool = True,
-                 what: str = "inputs") -> tuple[np.ndarray, np.ndarray | None]:
-        x = check_inputs(x, self.model.input_shape, what)
+    def _metrics(self, metrics: Sequence[Metric | str] | None) -> list[tuple[int, Metric]]:
+        """``(output index, metric)`` pairs; each output gets its own metric objects."""
+        pairs = []
+        for i, loss in enumerate(self.losses):
+            if metrics is None:
+                chosen: Sequence[Metric | str] = ("accuracy",) if loss.kind in _CLASSIFICATION else ()
+            elif isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+                chosen = (metrics,)  # type: ignore[assignment]
+            else:
+                chosen = metrics
+            pairs += [(i, get_metric(m) if i == 0 else copy.deepcopy(get_metric(m))) for m in chosen]
+        return pairs
+
+    def _metric_name(self, output: int, metric: Metric) -> str:
+        if len(self.model.outputs) == 1:
+            return metric.name
+        return f"{self.model.outputs[output]}_{metric.name}"
+
+    def _metric_logs(self) -> dict[str, float]:
+        return {self._metric_name(i, m): m.result() for i, m in self.metrics}
+
+    def _prepare(self, x: object, y: object, *, labelled: bool = True, what: str = "inputs"
+                 ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """Checked inputs in the backend's layout and checked targets, one array per input /
+        output."""
+        specs = self.model.inputs
+        parts = by_name(x, [s.name for s in specs], what.rstrip("s"))
+        xs = tuple(check_inputs(part, spec.shape, what if len(specs) == 1 else f"{what} {spec.name!r}",
+                                integer=spec.dtype == "int32")
+                   for part, spec in zip(parts, specs))
+        if len({len(a) for a in xs}) > 1:
+            raise DataError(f"the model's {what} have different sample counts "
+                            f"{[len(a) for a in xs]}; they must match")
+        ys: tuple[np.ndarray, ...] = ()
         if labelled:
-            y = self.loss.check_targets(y, self.model.output_shape)
-            if len(y) != len(x):
-                raise ConfigError(f"{what} have {len(x)} samples but their labels {len(y)}; "
-                                  "they must match")
-        return self.executable.prepare_inputs(x), y
+            targets = by_name(y, self.model.outputs, "label")
+            ys = tuple(loss.check_targets(t, shape) for loss, t, shape
+                       in zip(self.losses, targets, self.model.output_shapes))
+            for t in ys:
+                if len(t) != len(xs[0]):
+                    raise ConfigError(f"{what} have {len(xs[0])} samples but their labels "
+                                      f"{len(t)}; they must match")
+        return tuple(self.executable.prepare_inputs(a) for a in xs), ys
 
     # -- training ------------------------------------------------------------------------
     def fit(
         self,
-        x: np.ndarray,
-        y: np.ndarray,
+        x: object,
+        y: object,
         *,
         epochs: int = 1,
         batch_size: int = 32,
-        validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+        validation_data: tuple[object, object] | None = None,
         validation_split: float = 0.0,
         shuffle: bool = True,
         callbacks: Sequence[Callback] = (),
@@ -124,14 +166,14 @@ class Trainer:
         if validation_data is not None and (not isinstance(validation_data, (tuple, list))
                                             or len(validation_data) != 2):
             raise ConfigError("validation_data must be a pair (x_val, y_val)")
-        if validation_split:
-            if validation_data is not None:
-                raise ConfigError("give validation_data or validation_split, not both")
-            x, y, *validation = split_validation(np.asarray(x), np.asarray(y), validation_split)
-            validation_data = (validation[0], validation[1])
         x_native, y = self._prepare(x, y)
         val = (self._prepare(*validation_data, what="validation inputs")
                if validation_data is not None else None)
+        if validation_split:
+            if validation_data is not None:
+                raise ConfigError("give validation_data or validation_split, not both")
+            x_native, y, *held_out = split_validation(x_native, y, validation_split)
+            val = (held_out[0], held_out[1])
 
         history = History()
         listeners: list[Callback] = [history, *callbacks]
@@ -139,19 +181,20 @@ class Trainer:
             listeners.append(ProgressDisplay())
         for callback in listeners:
             callback.trainer = self
-        steps = math.ceil(len(x_native) / batch_size)
+        samples = len(x_native[0])
+        steps = math.ceil(samples / batch_size)
         _emit(listeners, "on_train_begin", {"epochs": epochs, "steps_per_epoch": steps})
         first_epoch = self.epoch
         self.stop_training = False
         for epoch in range(first_epoch, first_epoch + epochs):
             _emit(listeners, "on_epoch_begin", epoch, {})
-            for metric in self.metrics:
+            for _, metric in self.metrics:
                 metric.reset()
             total, seen = 0.0, 0
-            order = batch_indices(len(x_native), batch_size, seed=self.seed, epoch=epoch, shuffle=shuffle)
+            order = batch_indices(samples, batch_size, seed=self.seed, epoch=epoch, shuffle=shuffle)
             for step, index in enumerate(order):
-                y_batch = y[index]
-                loss, outputs = self.executable.train_step(x_native[index], y_batch)
+                y_batch = _take(y, index)
+                loss, outputs = self.executable.train_step(_take(x_native, index), y_batch)
                 if not math.isfinite(loss):
                     raise NonFiniteLossError(
                         f"the training loss became {loss} at epoch {epoch + 1}, step {step + 1} "
@@ -161,13 +204,12 @@ class Trainer:
                     )
                 total += loss * len(index)
                 seen += len(index)
-                for metric in self.metrics:
-                    metric.update(y_batch, outputs)
+                self._update_metrics(y_batch, outputs)
                 _emit(listeners, "on_batch_end", step,
                       {"epoch": epoch - first_epoch, "batch_loss": loss, "loss": total / seen})
                 if self.stop_training:
                     break
-            logs = {"loss": total / seen, **{m.name: m.result() for m in self.metrics}}
+            logs = {"loss": total / seen, **self._metric_logs()}
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_prepared(*val, batch_size).items()})
             self.epoch = epoch + 1
@@ -177,32 +219,67 @@ class Trainer:
         _emit(listeners, "on_train_end", {})
         return history
 
+    def _update_metrics(self, y: object, outputs: object) -> None:
+        ys, outs = as_tuple(y), as_tuple(outputs)
+        for i, metric in self.metrics:
+            metric.update(ys[i], outs[i])
+
     # -- inference -----------------------------------------------------------------------
-    def _evaluate_prepared(self, x_native: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
-        for metric in self.metrics:
+    def _evaluate_prepared(self, x_native: tuple[np.ndarray, ...], y: tuple[np.ndarray, ...],
+                           batch_size: int) -> dict[str, float]:
+        for _, metric in self.metrics:
             metric.reset()
         total = 0.0
-        for index in batch_indices(len(x_native), batch_size, seed=0, epoch=0, shuffle=False):
-            loss, outputs = self.executable.eval_step(x_native[index], y[index])
+        samples = len(x_native[0])
+        for index in batch_indices(samples, batch_size, seed=0, epoch=0, shuffle=False):
+            y_batch = _take(y, index)
+            loss, outputs = self.executable.eval_step(_take(x_native, index), y_batch)
             total += loss * len(index)
-            for metric in self.metrics:
-                metric.update(y[index], outputs)
-        return {"loss": total / len(x_native), **{m.name: m.result() for m in self.metrics}}
+            self._update_metrics(y_batch, outputs)
+        return {"loss": total / samples, **self._metric_logs()}
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> dict[str, float]:
+    def evaluate(self, x: object, y: object, *, batch_size: int = 256) -> dict[str, float]:
         """Mean loss and metrics over ``(x, y)`` in inference mode."""
         x_native, y = self._prepare(x, y)
         return self._evaluate_prepared(x_native, y, check_batch_size(batch_size))
 
-    def predict(self, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-        """Model outputs for ``x`` in inference mode, canonical layout, float32."""
+    def predict(self, x: object, *, batch_size: int = 256) -> np.ndarray | tuple[np.ndarray, ...]:
+        """Model outputs for ``x`` in inference mode, canonical layout, float32: one array, or a
+        tuple of one per output."""
         x_native, _ = self._prepare(x, None, labelled=False)
-        parts = [self.executable.predict(x_native[index]) for index in
-                 batch_indices(len(x_native), check_batch_size(batch_size), seed=0, epoch=0, shuffle=False)]
-        return np.concatenate(parts)
+        parts = [as_tuple(self.executable.predict(_take(x_native, index))) for index in
+                 batch_indices(len(x_native[0]), check_batch_size(batch_size), seed=0, epoch=0,
+                               shuffle=False)]
+        return single_or_tuple([np.concatenate(column) for column in zip(*parts)])
 
     def __repr__(self) -> str:
         return f"Trainer(backend={self.backend_name!r}, seed={self.seed}, epoch={self.epoch})"
+
+
+_CLASSIFICATION = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+
+
+def _take(parts: tuple[np.ndarray, ...], index: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+    """One batch: an array for a single input/output, else a tuple of them."""
+    return single_or_tuple([a[index] for a in parts])
+
+
+def _per_output_losses(loss: object, outputs: int) -> tuple[Loss, ...]:
+    if isinstance(loss, (list, tuple)):
+        if len(loss) != outputs:
+            raise ConfigError(f"the model has {outputs} output(s) but {len(loss)} losses were "
+                              "given; give one loss, or one per output")
+        return tuple(get_loss(item) for item in loss)
+    return (get_loss(loss),) * outputs  # type: ignore[arg-type]
+
+
+def _check_loss_weights(weights: object, outputs: int) -> tuple[float, ...] | None:
+    if weights is None:
+        return None
+    if not isinstance(weights, (list, tuple)) or len(weights) != outputs:
+        raise ConfigError(f"loss_weights must be a list of {outputs} number(s), one per output, "
+                          f"got {weights!r}")
+    return tuple(check_float(w, "each loss weight", low=0.0) for w in weights)
 
 
 def _check_callbacks(callbacks: Sequence[Callback]) -> list[Callback]:

@@ -38,7 +38,7 @@ def test_inputs_are_converted_to_nchw_once_per_dataset():
 def test_dense_rows_after_flatten_round_trip_through_native_storage():
     model = pf.Sequential([pf.Conv2D(3, 2), pf.Flatten(), pf.Dense(4)], input_shape=(4, 4, 1))
     trainer = pf.Trainer(model, backend="torch", seed=3)
-    native = trainer.executable.module[2].weight.detach().numpy()  # nn.Linear after Flatten
+    native = trainer.executable.module.blocks[2].weight.detach().numpy()  # nn.Linear after Flatten
     canonical = model.init_weights(3)["dense.kernel"]
     assert not np.array_equal(native.T, canonical)  # stored permuted ...
     np.testing.assert_array_equal(trainer.get_weights()["dense.kernel"], canonical)  # ... exported canonical
