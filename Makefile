@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.polyframe-installed
-PACKAGES := -e '.[test,bench]' -e adapters/torch -e 'adapters/tensorflow[cpu]' -e adapters/jax keras
+PACKAGES := -e '.[test,bench]' -e adapters/torch -e 'adapters/tensorflow[cpu]' -e adapters/jax -e conformance keras
 MNIST_DIR ?= ../shared/data/mnist
 
-.PHONY: setup demo test test-slow bench bench-compare clean
+.PHONY: setup demo test test-slow conformance conformance-slow bench bench-compare clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt adapters/torch/pyproject.toml adapters/tensorflow/pyproject.toml adapters/jax/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt adapters/torch/pyproject.toml adapters/tensorflow/pyproject.toml adapters/jax/pyproject.toml conformance/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt $(PACKAGES)
@@ -25,6 +25,15 @@ test: setup
 
 test-slow: setup
 	POLYFRAME_MNIST_DIR=$(MNIST_DIR) $(PY) -m pytest -q -m slow
+
+# The conformance suite's quick levels on every registered backend, with its report.
+conformance: setup
+	$(VENV)/bin/polyframe conformance --report conformance-report/conformance.md
+
+# The slow levels (convergence) and the suite's own slow tests.
+conformance-slow: setup
+	$(VENV)/bin/polyframe conformance --level convergence --report conformance-report/convergence.md
+	POLYFRAME_REQUIRE_BACKENDS=torch,tensorflow,jax $(PY) -m pytest -q -m slow conformance/tests
 
 bench: setup
 	$(PY) benchmarks/step_time.py --data-dir $(MNIST_DIR)

@@ -128,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="skip device discovery (which imports each framework)")
     backends.set_defaults(run=_backends)
     _add_recommend(commands)
+    _add_conformance(commands)
     return parser
 
 
@@ -164,6 +165,32 @@ def _add_recommend(commands: argparse._SubParsersAction) -> None:
     rec.add_argument("--no-cache", action="store_true", help="ignore cached bench results")
     rec.add_argument("--json", action="store_true", help="print the recommendation as JSON")
     rec.set_defaults(run=_recommend)
+
+
+def _add_conformance(commands: argparse._SubParsersAction) -> None:
+    conf = commands.add_parser(
+        "conformance", help="prove that backends train a model the way polyframe defines it",
+        description="Run the conformance suite (the polyframe-conformance package) on the named "
+                    "backends, level by level, against the float64 reference and each other; "
+                    "write a Markdown and JSON report with the observed errors.")
+    conf.add_argument("--backend", action="append", default=[], metavar="NAME",
+                      help="backend to test (repeatable; default: every registered backend)")
+    conf.add_argument("--level", action="append", default=[], metavar="LEVEL",
+                      help="level key or number (repeatable; 'all' adds the slow convergence "
+                           "level; default: every quick level)")
+    conf.add_argument("--report", metavar="FILE.md", help="write the report here (and FILE.json)")
+    conf.add_argument("--limitations", action="append", default=[], metavar="FILE.json",
+                      help="declared limitations keyed by backend (repeatable)")
+    conf.set_defaults(run=_conformance)
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    try:
+        from polyframe_conformance import run
+    except ImportError:
+        raise ConfigError("the conformance suite is not installed; install it with: "
+                          "pip install polyframe-conformance") from None
+    return run(args.backend, args.level, args.report, args.limitations)
 
 
 def _train(args: argparse.Namespace) -> int:

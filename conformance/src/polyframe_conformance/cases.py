@@ -1,0 +1,180 @@
+"""The data-driven tables the forward, gradient and optimizer levels run over.
+
+A new layer, loss, optimizer or schedule is covered by appending a row: a :class:`ModelCase`
+to :data:`MODEL_CASES` (forward and gradient levels), a :class:`LossCase` to :data:`LOSS_CASES`
+(gradient level) or an :class:`OptimizerCase` to :data:`OPTIMIZER_CASES`. Models are built
+lazily, so a row may name a layer that only some polyframe versions have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+import polyframe as pf
+from polyframe.losses import Loss
+from polyframe.optimizers import Optimizer
+
+__all__ = ["ModelCase", "LossCase", "OptimizerCase", "MODEL_CASES", "LOSS_CASES", "OPTIMIZER_CASES",
+           "normal_inputs", "token_inputs", "targets_for", "case_weights", "seed_cnn"]
+
+Inputs = Callable[[np.random.Generator, tuple[int, ...], int], np.ndarray]
+
+
+def normal_inputs(rng: np.random.Generator, shape: tuple[int, ...], n: int) -> np.ndarray:
+    """Standard-normal float32 samples of ``shape``."""
+    return rng.normal(size=(n, *shape)).astype(np.float32)
+
+
+def token_inputs(vocabulary: int) -> Inputs:
+    """Integer token ids in ``[0, vocabulary)``, as float32 (the model-input convention)."""
+    def draw(rng: np.random.Generator, shape: tuple[int, ...], n: int) -> np.ndarray:
+        return rng.integers(0, vocabulary, size=(n, *shape)).astype(np.float32)
+    return draw
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """One model with its inputs and loss, checked at the forward and gradient levels.
+
+    ``dropout``: the model has active dropout, so only inference outputs are comparable.
+    ``input_gradient``: the input is differentiable (not token ids), so the gradient level also
+    checks the input gradient.
+    """
+
+    id: str
+    build: Callable[[], pf.Sequential]
+    loss: Loss = pf.MeanSquaredError()
+    batch: int = 6
+    inputs: Inputs = normal_inputs
+    dropout: bool = False
+    input_gradient: bool = True
+
+
+def seed_cnn(input_shape: tuple[int, ...], num_classes: int = 10, dropout: float = 0.0) -> pf.Sequential:
+    """The seed network of the examples (optionally with dropout before the head)."""
+    layers: list[pf.Layer] = [pf.Conv2D(32, 3, activation="relu"), pf.MaxPool2D(2), pf.Flatten(),
+                              pf.Dense(128, activation="relu")]
+    if dropout:
+        layers.append(pf.Dropout(dropout))
+    layers.append(pf.Dense(num_classes))
+    return pf.Sequential(layers, input_shape=input_shape)
+
+
+def _seq(shape: tuple[int, ...], *layers: Callable[[], pf.Layer]) -> Callable[[], pf.Sequential]:
+    return lambda: pf.Sequential([make() for make in layers], input_shape=shape)
+
+
+_CE = pf.SparseCategoricalCrossentropy()
+_IMAGE = (7, 6, 3)
+
+MODEL_CASES: list[ModelCase] = [
+    ModelCase("dense", _seq((7,), lambda: pf.Dense(5), lambda: pf.Dense(3, use_bias=False))),
+    ModelCase("activations-relu-tanh-sigmoid", _seq(
+        (6,), lambda: pf.Dense(8, activation="relu"), lambda: pf.Activation("tanh"),
+        lambda: pf.Dense(8, activation="sigmoid"), lambda: pf.Dense(4))),
+    ModelCase("activations-gelu-silu-leaky-softplus", _seq(
+        (6,), lambda: pf.Dense(8, activation="gelu"), lambda: pf.Activation("silu"),
+        lambda: pf.Dense(8, activation="leaky_relu"), lambda: pf.Activation("softplus"),
+        lambda: pf.Dense(4))),
+    ModelCase("softmax-log-softmax", _seq(
+        (6,), lambda: pf.Dense(8, activation="log_softmax"), lambda: pf.Dense(4, activation="softmax")),
+        loss=pf.SparseCategoricalCrossentropy(from_logits=False)),
+    ModelCase("conv2d-valid-strided", _seq(
+        _IMAGE, lambda: pf.Conv2D(4, (3, 2), strides=(2, 1), activation="relu"), lambda: pf.Flatten(),
+        lambda: pf.Dense(3))),
+    ModelCase("conv2d-same-uneven", _seq(
+        (9, 8, 2), lambda: pf.Conv2D(3, 4, strides=2, padding="same"),
+        lambda: pf.Conv2D(2, (2, 3), padding="same", activation="tanh"), lambda: pf.Flatten(),
+        lambda: pf.Dense(3))),
+    ModelCase("maxpool-same", _seq(
+        (9, 8, 2), lambda: pf.Conv2D(3, 3), lambda: pf.MaxPool2D(3, strides=2, padding="same"),
+        lambda: pf.Flatten(), lambda: pf.Dense(3))),
+    ModelCase("avgpool-valid-same", _seq(
+        (9, 8, 2), lambda: pf.AvgPool2D(2), lambda: pf.Conv2D(3, 1),
+        lambda: pf.AvgPool2D(3, strides=2, padding="same"), lambda: pf.Flatten(), lambda: pf.Dense(3))),
+    ModelCase("global-pools", _seq(
+        _IMAGE, lambda: pf.Conv2D(4, 3, padding="same"), lambda: pf.GlobalAvgPool2D(),
+        lambda: pf.Dense(3))),
+    ModelCase("global-max-pool", _seq(
+        _IMAGE, lambda: pf.Conv2D(4, 3), lambda: pf.GlobalMaxPool2D(), lambda: pf.Dense(3))),
+    ModelCase("conv1d-dilated-same", _seq(
+        (10, 3), lambda: pf.Conv1D(4, 3, dilation=2, padding="same", activation="tanh"),
+        lambda: pf.Conv1D(2, 2, strides=2), lambda: pf.Flatten(), lambda: pf.Dense(3))),
+    ModelCase("reshape", _seq(
+        (4, 6, 2), lambda: pf.Reshape((8, 6)), lambda: pf.Conv1D(3, 2), lambda: pf.Reshape((7, 3, 1)),
+        lambda: pf.Conv2D(2, 2), lambda: pf.Flatten(), lambda: pf.Dense(3))),
+    ModelCase("batchnorm-dense", _seq(
+        (5,), lambda: pf.Dense(6), lambda: pf.BatchNorm(), lambda: pf.Dense(3)), batch=8),
+    ModelCase("batchnorm-image", _seq(
+        _IMAGE, lambda: pf.Conv2D(4, 3), lambda: pf.BatchNorm(momentum=0.9, epsilon=1e-5),
+        lambda: pf.Activation("relu"), lambda: pf.Flatten(), lambda: pf.Dense(3)), batch=8),
+    ModelCase("lstm", _seq(
+        (5, 3), lambda: pf.LSTM(4, return_sequences=True), lambda: pf.LSTM(3), lambda: pf.Dense(2))),
+    ModelCase("gru", _seq(
+        (5, 3), lambda: pf.GRU(4, return_sequences=True), lambda: pf.GRU(3), lambda: pf.Dense(2))),
+    ModelCase("flatten-conv-dense", _seq(
+        (5, 4, 3), lambda: pf.Conv2D(3, 2), lambda: pf.Flatten(), lambda: pf.Dense(4)), loss=_CE),
+    ModelCase("flatten-output", _seq((4, 3, 2), lambda: pf.Conv2D(3, 2), lambda: pf.Flatten())),
+    ModelCase("dropout", _seq(
+        (6,), lambda: pf.Dense(16, activation="relu"), lambda: pf.Dropout(0.5), lambda: pf.Dense(3)),
+        dropout=True),
+    ModelCase("seed-cnn", lambda: seed_cnn((8, 8, 1)), loss=_CE, batch=16,
+              inputs=lambda rng, shape, n: rng.uniform(size=(n, *shape)).astype(np.float32)),
+]
+
+
+@dataclass(frozen=True)
+class LossCase:
+    """One loss on a small model whose last layer gives the loss its expected kind of output."""
+
+    id: str
+    loss: Loss
+    head: Callable[[], pf.Layer]
+
+
+LOSS_CASES: list[LossCase] = [
+    LossCase("cross-entropy-from-logits", pf.SparseCategoricalCrossentropy(), lambda: pf.Dense(4)),
+    LossCase("cross-entropy-from-probabilities", pf.SparseCategoricalCrossentropy(from_logits=False),
+             lambda: pf.Dense(4, activation="softmax")),
+    LossCase("mean-squared-error", pf.MeanSquaredError(), lambda: pf.Dense(4)),
+]
+
+
+@dataclass(frozen=True)
+class OptimizerCase:
+    """One optimizer (or optimizer with a learning-rate schedule) and its settings."""
+
+    id: str
+    make: Callable[[], Optimizer]
+
+
+OPTIMIZER_CASES: list[OptimizerCase] = [
+    OptimizerCase("sgd", lambda: pf.SGD(0.1)),
+    OptimizerCase("sgd-momentum", lambda: pf.SGD(0.05, momentum=0.9)),
+    OptimizerCase("adam-defaults", lambda: pf.Adam()),
+    OptimizerCase("adam-custom", lambda: pf.Adam(0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-4)),
+]
+
+
+def targets_for(loss: Loss, output_shape: tuple[int, ...], rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random targets of the kind ``loss`` takes: class indices, else standard-normal arrays."""
+    if isinstance(loss, pf.SparseCategoricalCrossentropy):
+        return rng.integers(0, output_shape[-1], size=n).astype(np.int64)
+    return rng.normal(size=(n, *output_shape)).astype(np.float32)
+
+
+def case_weights(model: pf.Sequential, seed: int) -> dict[str, np.ndarray]:
+    """Canonical initial weights, with every constant-initialised array (biases, BatchNorm's
+    gamma, beta and moving statistics) replaced by random values, so a layout or offset mistake
+    in them cannot hide behind zeros and ones."""
+    weights = model.init_weights(seed)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 4242]))
+    for key, spec in model.param_specs():
+        if spec.initializer == "zeros":
+            weights[key] = rng.normal(0.0, 0.3, size=spec.shape).astype(np.float32)
+        elif spec.initializer == "ones":
+            weights[key] = rng.uniform(0.5, 1.5, size=spec.shape).astype(np.float32)
+    return weights

@@ -1,0 +1,1 @@
+"""The test modules of the built-in conformance levels (one module per level)."""
