@@ -19,6 +19,7 @@ from .errors import (
     PolyframeError,
     ShapeError,
 )
+from .attention import MultiHeadAttention, TransformerEncoderBlock
 from .hookspecs import hookimpl
 from .layers import (
     Activation,
@@ -28,12 +29,14 @@ from .layers import (
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
     GRU,
     GlobalAvgPool2D,
     GlobalMaxPool2D,
     LSTM,
     Layer,
+    LayerNorm,
     MaxPool2D,
     Reshape,
 )
@@ -50,7 +53,7 @@ __all__ = [
     # model
     "Sequential", "Layer", "Dense", "Conv2D", "MaxPool2D", "Flatten", "Dropout", "Activation",
     "AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "Conv1D", "Reshape", "BatchNorm",
-    "LSTM", "GRU",
+    "LSTM", "GRU", "LayerNorm", "Embedding", "MultiHeadAttention", "TransformerEncoderBlock",
     # training
     "Trainer", "Callback", "History",
     "SparseCategoricalCrossentropy", "MeanSquaredError", "SGD", "Adam",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .datasets import load
+from .datasets import DATASETS, load
 from ._checks import check_float
 from .errors import ConfigError, PolyframeError
 from .modelfile import load_model_file
@@ -88,8 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=10)
     train.add_argument("--batch-size", type=_positive_int, default=32)
     train.add_argument("--seed", type=_seed, default=0)
-    train.add_argument("--data", choices=("digits", "mnist"), default="digits",
-                       help="dataset (default: digits, bundled with scikit-learn)")
+    train.add_argument("--data", choices=DATASETS, default="digits",
+                       help="dataset (default: digits, bundled with scikit-learn; wine and "
+                            "breast_cancer are too; text is the standard library's source)")
     train.add_argument("--data-dir", help="directory with MNIST IDX files or mnist.npz (for --data mnist)")
     train.add_argument("--validation-split", type=_fraction, default=0.0,
                        help="hold out this fraction of the training data for validation")
@@ -200,7 +201,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.learning_rate is not None:
         optimizer = dataclasses.replace(optimizer, learning_rate=args.learning_rate)  # re-validated
     trainer = Trainer(recipe.model, loss=recipe.loss, optimizer=optimizer, backend=_train_backend(args, recipe, data),
-                      seed=args.seed, deterministic=args.deterministic)
+                      metrics=data.metrics, seed=args.seed, deterministic=args.deterministic)
     version = trainer.backend.framework_version() or "unknown version"
     print(f"model {recipe.name}: {recipe.model.count_params():,} parameters; data {data.describe()}")
     print(f"backend {trainer.backend_name} ({trainer.backend.framework} {version}), seed {args.seed}, "

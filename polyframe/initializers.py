@@ -1,20 +1,21 @@
 """Canonical initial weights, drawn in numpy so every backend starts from identical arrays.
 
-==============  =====================================================================
-name            rule
-==============  =====================================================================
-glorot_uniform  ``U(-l, l)``, ``l = sqrt(6 / (fan_in + fan_out))``; for a kernel
-                ``(..., in, out)`` the receptive field ``prod(...)`` multiplies both fans
-orthogonal      the ``Q`` of a QR decomposition, for a matrix ``(rows, cols)`` with
-                ``rows = prod(shape[:-1])``: draw ``A ~ N(0, 1)`` of shape
-                ``(max(rows, cols), min(rows, cols))``, take the reduced ``A = QR``,
-                multiply each column of ``Q`` by ``sign(R[j, j])`` (so the result is
-                unique), transpose when ``rows < cols``: the rows (or the columns, if
-                fewer) are orthonormal. Keras' ``Orthogonal`` rule, gain 1
-zeros           all zeros
-ones            all ones
-lstm_bias       zeros except the forget-gate slice ``[H:2H]`` of a ``(4H,)`` bias: ones
-==============  =====================================================================
+=================  =====================================================================
+name               rule
+=================  =====================================================================
+glorot_uniform     ``U(-l, l)``, ``l = sqrt(6 / (fan_in + fan_out))``; for a kernel
+                   ``(..., in, out)`` the receptive field ``prod(...)`` multiplies both fans
+orthogonal         the ``Q`` of a QR decomposition, for a matrix ``(rows, cols)`` with
+                   ``rows = prod(shape[:-1])``: draw ``A ~ N(0, 1)`` of shape
+                   ``(max(rows, cols), min(rows, cols))``, take the reduced ``A = QR``,
+                   multiply each column of ``Q`` by ``sign(R[j, j])`` (so the result is
+                   unique), transpose when ``rows < cols``: the rows (or the columns, if
+                   fewer) are orthonormal. Keras' ``Orthogonal`` rule, gain 1
+zeros              all zeros
+ones               all ones
+lstm_bias          zeros except the forget-gate slice ``[H:2H]`` of a ``(4H,)`` bias: ones
+embedding_uniform  ``U(-0.05, 0.05)`` (Keras' ``Embedding`` default)
+=================  =====================================================================
 
 Values are drawn in float64 from one generator, in the model's parameter order, then cast to
 float32.
@@ -61,6 +62,10 @@ def _lstm_bias(rng: np.random.Generator, shape: Shape) -> np.ndarray:
     return bias
 
 
+def _embedding_uniform(rng: np.random.Generator, shape: Shape) -> np.ndarray:
+    return rng.uniform(-0.05, 0.05, size=shape)
+
+
 def _zeros(rng: np.random.Generator, shape: Shape) -> np.ndarray:
     return np.zeros(shape)
 
@@ -75,6 +80,7 @@ INITIALIZERS: dict[str, Callable[[np.random.Generator, Shape], np.ndarray]] = {
     "zeros": _zeros,
     "ones": _ones,
     "lstm_bias": _lstm_bias,
+    "embedding_uniform": _embedding_uniform,
 }
 
 

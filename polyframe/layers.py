@@ -29,6 +29,8 @@ __all__ = [
     "Conv1D",
     "Reshape",
     "BatchNorm",
+    "LayerNorm",
+    "Embedding",
     "LSTM",
     "GRU",
     "Flatten",
@@ -146,10 +148,14 @@ class Dense(Layer):
 
 @dataclass(frozen=True)
 class Conv2D(Layer):
-    """2-D convolution over NHWC input with kernel ``(kH, kW, in, filters)``.
+    """2-D convolution over NHWC input with kernel ``(kH, kW, in / groups, filters)``.
 
-    ``"same"`` padding follows the canonical rule of :func:`same_padding`: when the total padding
-    is odd, the extra row/column goes at the bottom/right.
+    ``y[n, i, j, f] = act(sum_{a, b, c} xp[n, i*sh + a*dh, j*sw + b*dw, g*Cg + c] K[a, b, c, f] + b[f])``
+    with ``g = f // (filters / groups)`` the output channel's group and ``Cg = in / groups``:
+    group ``g`` reads input channels ``[g*Cg, (g+1)*Cg)`` and owns filters
+    ``[g*filters/groups, (g+1)*filters/groups)``. ``xp`` is the input padded by
+    :func:`same_padding` for the dilated span ``(k - 1) * dilation + 1`` with ``"same"`` (the
+    extra row/column at the bottom/right), unpadded with ``"valid"``.
     """
 
     kind: ClassVar[str] = "conv2d"
@@ -159,14 +165,27 @@ class Conv2D(Layer):
     padding: str = "valid"
     activation: str | None = None
     use_bias: bool = True
+    dilation: int | tuple[int, int] = 1
+    groups: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "filters", check_int(self.filters, "Conv2D: filters"))
         object.__setattr__(self, "use_bias", check_bool(self.use_bias, "Conv2D: use_bias"))
         object.__setattr__(self, "kernel_size", _pair(self.kernel_size, "kernel_size", "Conv2D"))
         object.__setattr__(self, "strides", _pair(self.strides, "strides", "Conv2D"))
+        object.__setattr__(self, "dilation", _pair(self.dilation, "dilation", "Conv2D"))
+        object.__setattr__(self, "groups", check_int(self.groups, "Conv2D: groups"))
         object.__setattr__(self, "padding", _padding(self.padding, "Conv2D"))
         object.__setattr__(self, "activation", check_activation(self.activation, "Conv2D"))
+        if self.filters % self.groups:
+            raise ConfigError(f"Conv2D: filters ({self.filters}) must be divisible by groups "
+                              f"({self.groups}); change one of them")
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """Input rows and columns one output pixel sees: ``(k - 1) * dilation + 1`` per axis."""
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation  # type: ignore[misc]
+        return (kh - 1) * dh + 1, (kw - 1) * dw + 1
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 3:
@@ -175,13 +194,19 @@ class Conv2D(Layer):
                 input_shape,
                 "give image data as NHWC, e.g. reshape (N, H, W) to (N, H, W, 1)",
             )
-        (kh, kw), (sh, sw) = self.kernel_size, self.strides  # type: ignore[misc]
-        h, w, _ = input_shape
+        (kh, kw), (sh, sw) = self.span, self.strides  # type: ignore[misc]
+        h, w, channels = input_shape
+        if channels % self.groups:
+            raise self._shape_error(
+                f"input channels divisible by groups={self.groups}", input_shape,
+                "change groups or the number of channels feeding this layer",
+            )
         if self.padding == "valid" and (h < kh or w < kw):
             raise self._shape_error(
-                f"height >= {kh} and width >= {kw} for a {kh}x{kw} kernel with 'valid' padding",
+                f"height >= {kh} and width >= {kw} for a {kh}x{kw} (dilated) kernel with "
+                "'valid' padding",
                 input_shape,
-                "use padding='same' or a smaller kernel",
+                "use padding='same', a smaller kernel or a smaller dilation",
             )
         return (
             window_output_size(h, kh, sh, self.padding),
@@ -191,7 +216,8 @@ class Conv2D(Layer):
 
     def params(self, input_shape: Shape) -> tuple[ParamSpec, ...]:
         kh, kw = self.kernel_size  # type: ignore[misc]
-        kernel = ParamSpec("kernel", (kh, kw, input_shape[-1], self.filters), "glorot_uniform")
+        kernel = ParamSpec("kernel", (kh, kw, input_shape[-1] // self.groups, self.filters),
+                           "glorot_uniform")
         return (kernel, ParamSpec("bias", (self.filters,), "zeros")) if self.use_bias else (kernel,)
 
 
@@ -388,6 +414,58 @@ class BatchNorm(Layer):
             ParamSpec("moving_mean", channels, "zeros", trainable=False),
             ParamSpec("moving_variance", channels, "ones", trainable=False),
         )
+
+
+@dataclass(frozen=True)
+class LayerNorm(Layer):
+    """Layer normalisation over the last axis, separately for every sample and position.
+
+    ``y = gamma * (x - m) / sqrt(v + epsilon) + beta`` with ``m`` the mean and ``v`` the
+    **biased** variance of ``x`` over the last axis; ``gamma`` (ones) and ``beta`` (zeros) have
+    the last axis' size. Same in training and inference; no state. ``epsilon`` defaults to
+    PyTorch's 1e-5 (Keras' default is 1e-3, Flax's 1e-6).
+    """
+
+    kind: ClassVar[str] = "layer_norm"
+    epsilon: float = 1e-5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "epsilon", check_float(self.epsilon, "LayerNorm: epsilon",
+                                                        low=0.0, low_open=True))
+
+    def params(self, input_shape: Shape) -> tuple[ParamSpec, ...]:
+        channels = (input_shape[-1],)
+        return ParamSpec("gamma", channels, "ones"), ParamSpec("beta", channels, "zeros")
+
+
+@dataclass(frozen=True)
+class Embedding(Layer):
+    """Looks up token ids in a table: ``(batch, length)`` ids -> ``(batch, length, output_dim)``.
+
+    ``y[n, t] = embeddings[ids[n, t]]`` with ``embeddings`` ``(input_dim, output_dim)``, drawn
+    from ``U(-0.05, 0.05)`` (Keras' rule; PyTorch draws ``N(0, 1)``). Ids arrive as float32
+    arrays holding integers and are rounded to the nearest integer; they must lie in
+    ``[0, input_dim)``. Ids carry no gradient.
+    """
+
+    kind: ClassVar[str] = "embedding"
+    input_dim: int
+    output_dim: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_dim", check_int(self.input_dim, "Embedding: input_dim"))
+        object.__setattr__(self, "output_dim", check_int(self.output_dim, "Embedding: output_dim"))
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 1:
+            raise self._shape_error(
+                "a 2-D input (batch, length) of token ids", input_shape,
+                "give one integer id per position, e.g. reshape (N, L, 1) to (N, L)",
+            )
+        return (input_shape[0], self.output_dim)
+
+    def params(self, input_shape: Shape) -> tuple[ParamSpec, ...]:
+        return (ParamSpec("embeddings", (self.input_dim, self.output_dim), "embedding_uniform"),)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from .layers import (
     same_padding,
     window_counts,
 )
+from ._reference_attention import ATTENTION_LAYERS, attention_layer
 from .losses import PROBABILITY_FLOOR, Loss, MeanSquaredError, SparseCategoricalCrossentropy
 from .model import Node, Sequential
 from .optimizers import SGD, Adam, Optimizer
@@ -105,20 +106,24 @@ def _pad(x: Array, node: Node, kernel: tuple[int, int], strides: tuple[int, int]
     return padded, (top, bottom, left, right)
 
 
-def _windows(x: Array, kernel: tuple[int, int], strides: tuple[int, int]) -> Array:
-    """(N, OH, OW, C, kH, kW) view of the sliding windows."""
-    view = sliding_window_view(x, kernel, axis=(1, 2))
-    return view[:, ::strides[0], ::strides[1]]
+def _windows(x: Array, kernel: tuple[int, int], strides: tuple[int, int],
+             dilation: tuple[int, int] = (1, 1)) -> Array:
+    """(N, OH, OW, C, kH, kW) view of the sliding (dilated) windows."""
+    span = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+    view = sliding_window_view(x, span, axis=(1, 2))
+    return view[:, ::strides[0], ::strides[1], :, ::dilation[0], ::dilation[1]]
 
 
 def _scatter_windows(grad: Array, shape: tuple[int, ...], kernel: tuple[int, int],
-                     strides: tuple[int, int]) -> Array:
+                     strides: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> Array:
     """Adjoint of :func:`_windows`: add (N, OH, OW, C, kH, kW) window gradients back into ``shape``."""
     out = np.zeros(shape)
     oh, ow = grad.shape[1:3]
     for i in range(kernel[0]):
         for j in range(kernel[1]):
-            out[:, i:i + strides[0] * oh:strides[0], j:j + strides[1] * ow:strides[1]] += grad[..., i, j]
+            top, left = i * dilation[0], j * dilation[1]
+            out[:, top:top + strides[0] * oh:strides[0],
+                left:left + strides[1] * ow:strides[1]] += grad[..., i, j]
     return out
 
 
@@ -149,22 +154,7 @@ class ReferenceModel:
                 return g @ kernel.T
             return y, back
         if isinstance(layer, Conv2D):
-            kernel = w[node.param_key("kernel")]
-            padded, pads = _pad(x, node, layer.kernel_size, layer.strides, layer.padding, 0.0)
-            win = _windows(padded, layer.kernel_size, layer.strides)
-            z = np.einsum("nhwcij,ijco->nhwo", win, kernel)
-            if layer.use_bias:
-                z = z + w[node.param_key("bias")]
-            y, act_back = _activation(layer.activation, z)
-
-            def back(g: Array, grads: dict) -> Array:
-                g = act_back(g)
-                grads[node.param_key("kernel")] = np.einsum("nhwcij,nhwo->ijco", win, g)
-                if layer.use_bias:
-                    grads[node.param_key("bias")] = g.sum(axis=(0, 1, 2))
-                gwin = np.einsum("nhwo,ijco->nhwcij", g, kernel)
-                return _unpad(_scatter_windows(gwin, padded.shape, layer.kernel_size, layer.strides), pads)
-            return y, back
+            return self._conv2d(node, layer, x)
         if isinstance(layer, MaxPool2D):
             padded, pads = _pad(x, node, layer.pool_size, layer.strides, layer.padding, -np.inf)
             win = _windows(padded, layer.pool_size, layer.strides)
@@ -204,6 +194,8 @@ class ReferenceModel:
             return np.take_along_axis(flat, arg, axis=1)[:, 0], back
         if isinstance(layer, Conv1D):
             return self._conv1d(node, layer, x)
+        if isinstance(layer, ATTENTION_LAYERS):
+            return attention_layer(node, w, x)
         if isinstance(layer, Reshape):
             return x.reshape(len(x), *node.output_shape), lambda g, grads: g.reshape(x.shape)
         if isinstance(layer, BatchNorm):
@@ -220,6 +212,33 @@ class ReferenceModel:
             y, act_back = _activation(layer.activation, x)
             return y, lambda g, grads: act_back(g)
         raise ConfigError(f"the reference does not implement layer {type(layer).__name__}")
+
+    def _conv2d(self, node: Node, layer: Conv2D, x: Array) -> tuple[Array, Callable[[Array, dict], Array]]:
+        """Grouped, dilated convolution: windows ``(N, OH, OW, G, C/G, kH, kW)`` against the
+        kernel viewed as ``(kH, kW, C/G, G, O/G)``."""
+        kernel = self.weights[node.param_key("kernel")]
+        groups, (kh, kw, cg, filters) = layer.groups, kernel.shape
+        grouped_kernel = kernel.reshape(kh, kw, cg, groups, filters // groups)
+        padded, pads = _pad(x, node, layer.span, layer.strides, layer.padding, 0.0)
+        win = _windows(padded, layer.kernel_size, layer.strides, layer.dilation)
+        n, oh, ow = win.shape[:3]
+        grouped_win = win.reshape(n, oh, ow, groups, cg, kh, kw)
+        z = np.einsum("nhwgcij,ijcgo->nhwgo", grouped_win, grouped_kernel).reshape(n, oh, ow, filters)
+        if layer.use_bias:
+            z = z + self.weights[node.param_key("bias")]
+        y, act_back = _activation(layer.activation, z)
+
+        def back(g: Array, grads: dict) -> Array:
+            g = act_back(g)
+            grouped_g = g.reshape(n, oh, ow, groups, filters // groups)
+            grads[node.param_key("kernel")] = np.einsum(
+                "nhwgcij,nhwgo->ijcgo", grouped_win, grouped_g).reshape(kernel.shape)
+            if layer.use_bias:
+                grads[node.param_key("bias")] = g.sum(axis=(0, 1, 2))
+            gwin = np.einsum("nhwgo,ijcgo->nhwgcij", grouped_g, grouped_kernel).reshape(win.shape)
+            return _unpad(_scatter_windows(gwin, padded.shape, layer.kernel_size, layer.strides,
+                                           layer.dilation), pads)
+        return y, back
 
     def _conv1d(self, node: Node, layer: Conv1D, x: Array) -> tuple[Array, Callable[[Array, dict], Array]]:
         kernel = self.weights[node.param_key("kernel")]

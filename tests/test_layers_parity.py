@@ -3,8 +3,9 @@
 Each model runs on every backend against the float64 reference: forward outputs at rtol 1e-5 /
 atol 1e-6, one SGD(lr=1) step (so the update is the gradient) at atol 1e-6. The reference's own
 gradients are checked against central finite differences. Then the cases where frameworks'
-defaults diverge: AvgPool "same" borders, Conv1D "same" with stride 2 and an even kernel,
-channel-wise (log_)softmax on image and sequence tensors, and BatchNorm's moving statistics.
+defaults diverge: AvgPool "same" borders, Conv1D and dilated Conv2D "same" with stride 2 and an
+even kernel, which channels each Conv2D group reads, channel-wise (log_)softmax on image and
+sequence tensors, and BatchNorm's moving statistics.
 """
 
 import numpy as np
@@ -54,6 +55,14 @@ MODELS = {
     "batch-norm-image": pf.Sequential([
         pf.Conv2D(3, 2), pf.BatchNorm(epsilon=1e-5), pf.Flatten(), pf.Dense(3),
     ], input_shape=(5, 4, 2)),
+    "conv2d-dilated-grouped": pf.Sequential([
+        pf.Conv2D(6, 4, strides=2, padding="same", dilation=2, groups=2,    # even kernel, stride 2
+                  activation="tanh"),
+        pf.Conv2D(4, (2, 3), dilation=(2, 1), groups=2, padding="same"),
+        pf.Conv2D(4, 3, groups=4),                                            # depthwise
+        pf.Flatten(),
+        pf.Dense(3),
+    ], input_shape=(9, 8, 4)),
 }
 
 MSE = pf.MeanSquaredError()
@@ -128,6 +137,28 @@ def test_conv1d_same_with_stride_2_and_even_kernel_pads_the_odd_element_at_the_e
     np.testing.assert_allclose(trainer.predict(x)[0, :, 0], expected, rtol=1e-6)
 
 
+def test_conv2d_same_with_dilation_stride_2_and_even_kernel_pads_the_extra_at_the_end(backend):
+    model = pf.Sequential([pf.Conv2D(1, (1, 4), strides=(1, 2), padding="same", dilation=(1, 2),
+                                     use_bias=False)], input_shape=(1, 8, 1))
+    taps = np.array([1.0, 10.0, 100.0, 1000.0])
+    trainer = mse_trainer(model, backend)
+    trainer.set_weights({"conv2d.kernel": taps.reshape(1, 4, 1, 1)})
+    x = np.arange(1, 9, dtype=np.float32).reshape(1, 1, 8, 1)
+    padded = np.concatenate([[0.0] * 2, x.ravel(), [0.0] * 3])      # span 7, total 5: 2 before, 3 after
+    expected = [padded[2 * t:2 * t + 7:2] @ taps for t in range(4)]
+    np.testing.assert_allclose(trainer.predict(x)[0, 0, :, 0], expected, rtol=1e-6)
+
+
+def test_conv2d_groups_read_contiguous_channel_slices(backend):
+    model = pf.Sequential([pf.Conv2D(4, 1, groups=2, use_bias=False)], input_shape=(2, 3, 2))
+    trainer = mse_trainer(model, backend)
+    trainer.set_weights({"conv2d.kernel": np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 1, 4)})
+    x = np.random.default_rng(0).normal(size=(2, 2, 3, 2)).astype(np.float32)
+    c0, c1 = x[..., 0], x[..., 1]                                   # filters 0-1 see channel 0 only
+    expected = np.stack([c0, 2 * c0, 3 * c1, 4 * c1], axis=-1)
+    np.testing.assert_allclose(trainer.predict(x), expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("model", [
     pf.Sequential([pf.Conv2D(3, 1, activation="log_softmax"), pf.Activation("softmax")],
                   input_shape=(4, 5, 2)),
@@ -200,6 +231,8 @@ def test_batch_norm_state_is_non_trainable_and_round_trips(backend):
     (pf.Conv1D(2, 3), (8, 4, 1), "(batch, length, channels)"),
     (pf.Reshape((5, 3)), (4, 4), "16 elements"),
     (pf.Reshape((-1, 3)), (4, 4), "(batch, -1, 3)"),
+    (pf.Conv2D(4, 3, groups=2), (6, 6, 3), "divisible by groups=2"),
+    (pf.Conv2D(2, 3, dilation=3), (6, 6, 1), "height >= 7"),
 ])
 def test_shape_errors_name_the_layer_and_the_shapes(layer, input_shape, needle):
     with pytest.raises(pf.ShapeError, match=type(layer).__name__) as caught:
@@ -213,3 +246,8 @@ def test_output_shapes():
     assert pf.Sequential([pf.AvgPool2D(3, strides=2, padding="same")], input_shape=(7, 4, 2)).output_shape == (4, 2, 2)
     assert pf.Sequential([pf.Reshape((-1, 2))], input_shape=(3, 4)).output_shape == (6, 2)
     assert pf.Sequential([pf.GlobalMaxPool2D()], input_shape=(3, 4, 5)).output_shape == (5,)
+    assert pf.Sequential([pf.Conv2D(4, 3, dilation=(2, 1))], input_shape=(7, 7, 2)).output_shape == (3, 5, 4)
+    assert pf.Sequential([pf.Conv2D(4, 4, strides=2, padding="same", dilation=2, groups=2)],
+                         input_shape=(9, 8, 2)).output_shape == (5, 4, 4)
+    assert dict(pf.Sequential([pf.Conv2D(6, 3, groups=3)], input_shape=(5, 5, 3)).param_specs()
+                )["conv2d.kernel"].shape == (3, 3, 1, 6)

@@ -76,12 +76,23 @@ def check_supported(model: Sequential, loss: Loss, optimizer: Optimizer,
         if activation not in BASELINE_ACTIVATIONS:
             raise ConfigError(f"{where}: activation {activation!r} of layer {node.name!r} is not "
                               f"supported; supported: {', '.join(BASELINE_ACTIVATIONS)}")
-    if type(loss) not in _LOSSES:
-        raise ConfigError(f"{where}: loss {type(loss).__name__} is not supported; "
-                          f"supported losses: {_names(_LOSSES)}")
+        if isinstance(node.layer, Conv2D) and (node.layer.dilation != (1, 1) or node.layer.groups != 1):
+            raise ConfigError(f"{where}: Conv2D {node.name!r} uses dilation or groups, which the "
+                              "baseline does not build; benchmark it without a baseline")
+    if type(loss) not in _LOSSES or getattr(loss, "label_smoothing", 0.0):
+        raise ConfigError(f"{where}: loss {loss!r} is not supported; supported losses: "
+                          f"{_names(_LOSSES)} without label smoothing")
     if type(optimizer) not in _OPTIMIZERS:
         raise ConfigError(f"{where}: optimizer {type(optimizer).__name__} is not supported; "
                           f"supported optimizers: {_names(_OPTIMIZERS)}")
+    extras = [name for name in ("clip_norm", "clip_value") if getattr(optimizer, name, None) is not None]
+    if not isinstance(optimizer.learning_rate, float):
+        extras.append("a learning-rate schedule")
+    if getattr(optimizer, "nesterov", False):
+        extras.append("nesterov")
+    if extras:
+        raise ConfigError(f"{where}: the baseline implements plain {type(optimizer).__name__}; "
+                          f"drop {', '.join(extras)} to compare against it")
 
 
 def checked_data(model: Sequential, weights: dict[str, np.ndarray], loss: Loss, x: np.ndarray,

@@ -14,7 +14,7 @@ from .._checks import check_int
 from ..errors import ConfigError
 from ..layers import Activation, Conv2D, Dense, Dropout, MaxPool2D
 from ..losses import Loss
-from ..model import Node, Sequential
+from ..model import Model, Node
 from ..optimizers import SGD, Adam, Optimizer
 from ._rules import FAMILIES, PARALLELISM, PRECISIONS, Rules
 
@@ -91,17 +91,24 @@ _RECURRENT_KINDS = {"lstm": 4, "gru": 3}
 """Recurrent layer kinds and their gate counts."""
 
 
+def _size(shape: tuple) -> int:
+    """Values in one sample of a node's input or output (summed over several tensors)."""
+    if shape and isinstance(shape[0], tuple):
+        return sum(math.prod(part) for part in shape)
+    return math.prod(shape)
+
+
 def _node_flops(node: Node) -> int:
     """One sample's forward FLOPs of one layer, from its kind and shapes (unknown kinds: 0)."""
     layer, kind = node.layer, node.layer.kind
-    out, inp = math.prod(node.output_shape), math.prod(node.input_shape)
+    out, inp = _size(node.output_shape), _size(node.input_shape)
     act = out if getattr(layer, "activation", None) not in (None, "linear") else 0
     bias = out if getattr(layer, "use_bias", False) else 0
     if isinstance(layer, Dense):
         return 2 * node.input_shape[0] * layer.units + (layer.units if layer.use_bias else 0) + act
     if isinstance(layer, Conv2D):
         kh, kw = layer.kernel_size  # type: ignore[misc]
-        return 2 * kh * kw * node.input_shape[-1] * out + bias + act
+        return 2 * kh * kw * (node.input_shape[-1] // layer.groups) * out + bias + act
     if kind == "conv1d":
         return 2 * layer.kernel_size * node.input_shape[-1] * out + bias + act  # type: ignore[attr-defined]
     if isinstance(layer, MaxPool2D) or kind == "avg_pool2d":
@@ -119,12 +126,12 @@ def _node_flops(node: Node) -> int:
     return 0  # Flatten, Reshape and shape-only layers
 
 
-def forward_flops(model: Sequential) -> int:
+def forward_flops(model: Model) -> int:
     """FLOPs of one sample's forward pass (multiply-add = 2)."""
     return sum(_node_flops(node) for node in model.nodes)
 
 
-def _family(model: Sequential) -> str:
+def _family(model: Model) -> str:
     kinds = {n.layer.kind for n in model.nodes}
     return "RNN" if kinds & set(_RECURRENT_KINDS) else "CNN" if kinds & _CONV_KINDS else "MLP"
 
@@ -137,7 +144,7 @@ def _optimizer_kind(optimizer: Optimizer) -> str:
     return type(optimizer).__name__.lower()
 
 
-def workload_from_model(model: Sequential, loss: Loss, optimizer: Optimizer, *, batch_size: int,
+def workload_from_model(model: Model, loss: Loss, optimizer: Optimizer, *, batch_size: int,
                         dataset_size: int | None = None, precision: str = "float32",
                         parallel: str = "single", name: str = "model", model_file: str | None = None,
                         data: str | None = None, data_dir: str | None = None) -> Workload:
@@ -148,8 +155,8 @@ def workload_from_model(model: Sequential, loss: Loss, optimizer: Optimizer, *, 
         family=_family(model), params=model.count_params(), flops_per_sample=forward_flops(model),
         batch_size=batch_size, dataset_size=dataset_size, precision=precision, parallel=parallel,
         layers=tuple(dict.fromkeys(n.layer.kind for n in model.nodes)),
-        activations_per_sample=sum(math.prod(n.output_shape) for n in model.nodes),
-        input_values_per_sample=math.prod(model.input_shape), optimizer=_optimizer_kind(optimizer),
+        activations_per_sample=sum(_size(n.output_shape) for n in model.nodes),
+        input_values_per_sample=sum(math.prod(shape) for shape in model.input_shapes), optimizer=_optimizer_kind(optimizer),
         name=name, model_file=model_file, data=data, data_dir=data_dir,
         signature=model_signature(model, loss, optimizer))
 

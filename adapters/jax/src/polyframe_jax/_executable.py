@@ -44,6 +44,7 @@ from polyframe.losses import Loss
 from polyframe.model import Node, Sequential
 from polyframe.optimizers import Optimizer
 
+from ._attention import ATTENTION_BUILDERS
 from ._training import _loss_fn, _transformation
 
 __all__ = ["JaxExecutable"]
@@ -92,13 +93,14 @@ def _dense(node: Node, index: int) -> Apply:
 def _conv2d(node: Node, index: int) -> Apply:
     layer: Conv2D = node.layer  # type: ignore[assignment]
     kernel, bias = node.param_key("kernel"), node.param_key("bias") if layer.use_bias else None
-    window, strides = tuple(layer.kernel_size), tuple(layer.strides)  # type: ignore[arg-type]
-    pads = _spatial_padding(node.input_shape, window, strides, layer.padding)
+    strides, dilation = tuple(layer.strides), tuple(layer.dilation)  # type: ignore[arg-type]
+    pads = _spatial_padding(node.input_shape, layer.span, strides, layer.padding)
     activation = _ACTIVATIONS[layer.activation]  # type: ignore[index]
 
     def apply(params: Params, x: jax.Array, key: jax.Array | None, new_state: Params) -> jax.Array:
         y = lax.conv_general_dilated(
-            x, params[kernel], strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+            x, params[kernel], strides, pads, rhs_dilation=dilation,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=layer.groups,
         )
         return activation(y + params[bias] if bias else y)
 
@@ -295,6 +297,7 @@ _LAYERS: dict[type[Layer], Callable[[Node, int], Apply]] = {
     Flatten: _flatten,
     Dropout: _dropout,
     Activation: _activation,
+    **ATTENTION_BUILDERS,
 }
 
 

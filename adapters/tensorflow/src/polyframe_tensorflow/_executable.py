@@ -41,6 +41,7 @@ from polyframe.losses import Loss
 from polyframe.model import Node, Sequential
 from polyframe.optimizers import Optimizer
 
+from ._attention import ATTENTION_BUILDERS
 from ._startup import quiet_startup
 from ._training import JIT_COMPILE_UPDATE, _loss_function, _optimizer
 
@@ -83,14 +84,41 @@ def _with_bias(node: Node, params: dict[str, tf.Variable]) -> Callable[[Tensor],
     return (lambda x: x) if bias is None else (lambda x: tf.nn.bias_add(x, bias))
 
 
+def _dilate(kernel: Tensor, dilation: tuple[int, int]) -> Tensor:
+    """The kernel with ``dilation - 1`` zero rows/columns between its taps: shape
+    ``((kH - 1) * dH + 1, (kW - 1) * dW + 1, I, O)``, so a plain convolution with it is the
+    dilated one (TF's CPU kernels cannot take the filter gradient of a dilated convolution)."""
+    for axis, rate in enumerate(dilation):
+        if rate == 1:
+            continue
+        taps = kernel.shape[axis]
+        spaced = tf.stack([kernel, *[tf.zeros_like(kernel)] * (rate - 1)], axis=axis + 1)
+        shape = [*kernel.shape[:axis], taps * rate, *kernel.shape[axis + 1:]]
+        kernel = tf.reshape(spaced, shape)[(slice(None),) * axis + (slice(0, (taps - 1) * rate + 1),)]
+    return kernel
+
+
 def _conv2d(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
+    """``tf.nn.conv2d`` with explicit pads. Dilation goes into the kernel (see :func:`_dilate`);
+    groups are separate convolutions over channel slices, concatenated (TF's own grouped
+    convolution runs forward on CPU but fails in the filter gradient)."""
     layer: Conv2D = node.layer  # type: ignore[assignment]
     kernel = params[node.param_key("kernel")]
     strides = [1, *layer.strides, 1]  # type: ignore[misc]
     padding = "VALID" if layer.padding == "valid" else _spatial_pads(
-        node, layer.kernel_size, layer.strides)  # type: ignore[arg-type]
+        node, layer.span, layer.strides)  # type: ignore[arg-type]
     bias, activation = _with_bias(node, params), _ACTIVATIONS[layer.activation]  # type: ignore[index]
-    return lambda x, training: activation(bias(tf.nn.conv2d(x, kernel, strides, padding)))
+    dilation, groups = tuple(layer.dilation), layer.groups  # type: ignore[arg-type]
+
+    def conv2d(x: Tensor, training: bool) -> Tensor:
+        k = _dilate(kernel, dilation)
+        if groups == 1:
+            return activation(bias(tf.nn.conv2d(x, k, strides, padding)))
+        parts = zip(tf.split(x, groups, axis=-1), tf.split(k, groups, axis=-1))
+        y = tf.concat([tf.nn.conv2d(xg, kg, strides, padding) for xg, kg in parts], axis=-1)
+        return activation(bias(y))
+
+    return conv2d
 
 
 def _max_pool2d(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
@@ -273,6 +301,7 @@ _LAYERS: dict[type, Callable[[Node, dict[str, tf.Variable], tf.random.Generator]
     Dense: _dense,
     Dropout: _dropout,
     Activation: _activation,
+    **ATTENTION_BUILDERS,
 }
 
 

@@ -41,6 +41,7 @@ from polyframe.losses import Loss
 from polyframe.model import Node, Sequential
 from polyframe.optimizers import Optimizer
 
+from ._attention import ATTENTION_LAYERS, build_attention_layer
 from ._training import _loss_function, _optimizer
 
 __all__ = ["TorchExecutable"]
@@ -215,13 +216,13 @@ class _Compiler:
     def _add(self, node: Node, following: tuple[Node, ...]) -> None:
         layer = node.layer
         if isinstance(layer, Conv2D):
-            pads = _pads(node, layer.kernel_size, layer.strides, layer.padding)
+            pads = _pads(node, layer.span, layer.strides, layer.padding)
             symmetric = pads[0] == pads[1] and pads[2] == pads[3]
             if not symmetric:
                 self.modules.append(_Pad(pads, 0.0))
             conv = nn.Conv2d(node.input_shape[-1], layer.filters, layer.kernel_size,
                              stride=layer.strides, padding=(pads[2], pads[0]) if symmetric else 0,
-                             bias=layer.use_bias)
+                             dilation=layer.dilation, groups=layer.groups, bias=layer.use_bias)
             self.modules += [conv, *_activation(layer.activation, node)]
             self._register(node, conv, "kernel", "conv", None)
         elif isinstance(layer, MaxPool2D):
@@ -248,6 +249,10 @@ class _Compiler:
             self._register(node, conv, "kernel", "conv1d", None)
         elif isinstance(layer, Reshape):
             self.modules.append(_Reshape(node))
+        elif isinstance(layer, ATTENTION_LAYERS):
+            module, registered = build_attention_layer(node)
+            self.modules.append(module)
+            self.params.update(registered)
         elif isinstance(layer, BatchNorm):
             norm = _BatchNorm(node.input_shape[-1], layer)
             self.modules.append(norm)
