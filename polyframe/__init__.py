@@ -5,7 +5,7 @@ Importing polyframe imports no framework; a backend's framework loads when it is
 
 from __future__ import annotations
 
-from . import datasets, losses, metrics, optimizers
+from . import datasets, losses, metrics, optimizers, schedules
 from .backend import Backend, BuildOptions, Executable
 from .callbacks import Callback, History
 from .errors import (
@@ -40,10 +40,18 @@ from .layers import (
     MaxPool2D,
     Reshape,
 )
-from .losses import MeanSquaredError, SparseCategoricalCrossentropy
+from .losses import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Huber,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    SparseCategoricalCrossentropy,
+)
 from .model import Sequential
-from .optimizers import SGD, Adam
+from .optimizers import SGD, Adam, AdamW, RMSprop
 from .plugins import default_backend_name, get_backend, registered_backends
+from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
 from .trainer import Trainer
 
 __version__ = "0.1.0"
@@ -56,8 +64,11 @@ __all__ = [
     "LSTM", "GRU", "LayerNorm", "Embedding", "MultiHeadAttention", "TransformerEncoderBlock",
     # training
     "Trainer", "Callback", "History",
-    "SparseCategoricalCrossentropy", "MeanSquaredError", "SGD", "Adam",
-    "losses", "optimizers", "metrics", "datasets",
+    "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "BinaryCrossentropy",
+    "MeanSquaredError", "MeanAbsoluteError", "Huber",
+    "SGD", "Adam", "AdamW", "RMSprop",
+    "Constant", "StepDecay", "ExponentialDecay", "CosineDecay",
+    "losses", "optimizers", "schedules", "metrics", "datasets",
     # backends
     "Backend", "Executable", "BuildOptions", "hookimpl",
     "registered_backends", "get_backend", "default_backend_name",

@@ -10,7 +10,7 @@ compare against it with dropout off. :meth:`ReferenceModel.forward` runs in infe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -36,9 +36,9 @@ from .layers import (
     window_counts,
 )
 from ._reference_attention import ATTENTION_LAYERS, attention_layer
-from .losses import PROBABILITY_FLOOR, Loss, MeanSquaredError, SparseCategoricalCrossentropy
+from ._reference_training import ReferenceOptimizer, reference_loss
+from .losses import Loss
 from .model import Node, Sequential
-from .optimizers import SGD, Adam, Optimizer
 
 __all__ = ["ReferenceModel", "ReferenceOptimizer", "reference_loss"]
 
@@ -385,64 +385,3 @@ class ReferenceModel:
         if update_state:
             self.weights.update(self._moving)
         return value, grads, g
-
-
-def reference_loss(loss: Loss, outputs: Array, y: Array) -> tuple[float, Array]:
-    """Loss value and its gradient with respect to ``outputs``."""
-    n = len(outputs)
-    if isinstance(loss, SparseCategoricalCrossentropy):
-        y = np.asarray(y, dtype=np.int64)
-        rows = np.arange(n)
-        if loss.from_logits:
-            shifted = outputs - outputs.max(axis=-1, keepdims=True)
-            log_z = np.log(np.exp(shifted).sum(axis=-1))
-            value = float(np.mean(log_z - shifted[rows, y]))
-            grad = np.exp(shifted - log_z[:, None])
-            grad[rows, y] -= 1.0
-            return value, grad / n
-        picked = outputs[rows, y]
-        clipped = np.clip(picked, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-        grad = np.zeros_like(outputs)
-        inside = (picked > PROBABILITY_FLOOR) & (picked < 1 - PROBABILITY_FLOOR)
-        grad[rows, y] = np.where(inside, -1.0 / clipped, 0.0) / n
-        return float(np.mean(-np.log(clipped))), grad
-    if isinstance(loss, MeanSquaredError):
-        diff = outputs - np.asarray(y, dtype=np.float64)
-        return float(np.mean(diff * diff)), 2.0 * diff / diff.size
-    raise ConfigError(f"the reference does not implement loss {type(loss).__name__}")
-
-
-class ReferenceOptimizer:
-    """Float64 updates with the documented formulas, applied in place to a weight dict."""
-
-    def __init__(self, spec: Optimizer) -> None:
-        if not isinstance(spec, (SGD, Adam)):
-            raise ConfigError(f"the reference does not implement optimizer {type(spec).__name__}")
-        self.spec = spec
-        self.step = 0
-        self.slots: dict[str, tuple[Array, Array]] = {}
-
-    def update(self, weights: dict[str, Array], grads: dict[str, Array]) -> None:
-        self.step += 1
-        spec, t = self.spec, self.step
-        for key, g in grads.items():
-            m, v = self.slots.get(key, (np.zeros_like(g), np.zeros_like(g)))
-            if isinstance(spec, SGD):
-                m = spec.momentum * m + g
-                weights[key] -= spec.learning_rate * m
-            else:
-                m = spec.beta_1 * m + (1 - spec.beta_1) * g
-                v = spec.beta_2 * v + (1 - spec.beta_2) * g * g
-                m_hat = m / (1 - spec.beta_1 ** t)
-                v_hat = v / (1 - spec.beta_2 ** t)
-                weights[key] -= spec.learning_rate * m_hat / (np.sqrt(v_hat) + spec.epsilon)
-            self.slots[key] = (m, v)
-
-    def train(self, model: ReferenceModel, batches: Iterable[tuple[Array, Array]], loss: Loss) -> list[float]:
-        """Run one step per ``(x, y)`` batch; returns the loss before each update."""
-        losses = []
-        for x, y in batches:
-            value, grads, _ = model.loss_and_grads(x, y, loss, update_state=True)
-            self.update(model.weights, grads)
-            losses.append(value)
-        return losses
