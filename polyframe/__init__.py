@@ -48,7 +48,8 @@ from .losses import (
     MeanSquaredError,
     SparseCategoricalCrossentropy,
 )
-from .model import Sequential
+from .merging import Add, Concatenate, Multiply
+from .model import Input, Model, Sequential
 from .optimizers import SGD, Adam, AdamW, RMSprop
 from .plugins import default_backend_name, get_backend, registered_backends
 from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
@@ -59,6 +60,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     # model
+    "Input", "Model", "Add", "Concatenate", "Multiply",
     "Sequential", "Layer", "Dense", "Conv2D", "MaxPool2D", "Flatten", "Dropout", "Activation",
     "AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "Conv1D", "Reshape", "BatchNorm",
     "LSTM", "GRU", "LayerNorm", "Embedding", "MultiHeadAttention", "TransformerEncoderBlock",

@@ -194,6 +194,10 @@ def _conformance(args: argparse.Namespace) -> int:
     return run(args.backend, args.level, args.report, args.limitations)
 
 
+def _learning_rate(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else f"schedule {value!r}"
+
+
 def _train(args: argparse.Namespace) -> int:
     data = load(args.data, args.data_dir)
     recipe = load_model_file(args.model_file, data.input_shape, data.num_classes)
@@ -206,7 +210,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"model {recipe.name}: {recipe.model.count_params():,} parameters; data {data.describe()}")
     print(f"backend {trainer.backend_name} ({trainer.backend.framework} {version}), seed {args.seed}, "
           f"{args.epochs} epochs of batch {args.batch_size}, {type(optimizer).__name__} "
-          f"lr {optimizer.learning_rate:g}")
+          f"lr {_learning_rate(optimizer.learning_rate)}")
     trainer.fit(data.x_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
                 validation_split=args.validation_split)
     result = trainer.evaluate(data.x_test, data.y_test)

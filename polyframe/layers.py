@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ._checks import check_bool, check_float, check_int
 from .activations import check_activation
@@ -40,6 +40,9 @@ __all__ = [
     "window_output_size",
     "window_counts",
 ]
+
+if TYPE_CHECKING:
+    from .model import SymbolicTensor
 
 Shape = tuple[int, ...]
 
@@ -98,7 +101,20 @@ class Layer:
     """Base of all layer specs. Subclasses define ``kind``, ``params`` and ``output_shape``."""
 
     kind: ClassVar[str] = "layer"
+    arity: ClassVar[tuple[int, int]] = (1, 1)
+    """Least and most inputs the layer takes. With a maximum above 1, ``params`` and
+    ``output_shape`` receive a tuple of shapes (one per input) and backends pass a list."""
     name: str | None = field(default=None, kw_only=True)
+
+    def __call__(self, *inputs: SymbolicTensor) -> SymbolicTensor | tuple[SymbolicTensor, ...]:
+        """Apply the layer to symbolic tensors of the functional API (see :class:`polyframe.Model`)."""
+        from .model import call_layer
+
+        return call_layer(self, inputs)
+
+    def output_count(self) -> int:
+        """How many tensors the layer returns; above 1, ``output_shape`` returns one shape each."""
+        return 1
 
     def params(self, input_shape: Shape) -> tuple[ParamSpec, ...]:
         """The layer's trainable arrays for a given input shape (none by default)."""
@@ -472,27 +488,35 @@ class Embedding(Layer):
 class _Recurrent(Layer):
     """Shared by LSTM and GRU: ``(batch, time, features)`` in, the hidden state ``h_t`` of every
     step ``(batch, time, units)`` with ``return_sequences``, else only the last ``(batch, units)``.
-    The initial state is zero. ``kernel`` ``(features, gates * units)``, ``recurrent_kernel``
+    With ``return_state`` the layer also returns its final state, each ``(batch, units)``: ``h_T``
+    (GRU), or ``h_T`` then ``c_T`` (LSTM); use the functional API for it. The initial state is zero. ``kernel`` ``(features, gates * units)``, ``recurrent_kernel``
     ``(units, gates * units)``: gate ``k`` owns columns ``[k * units, (k + 1) * units)``.
     """
 
     gates: ClassVar[int]
     units: int
     return_sequences: bool = False
+    return_state: bool = False
+    states: ClassVar[int]
+    """How many state tensors ``return_state`` adds."""
 
     def __post_init__(self) -> None:
         where = type(self).__name__
         object.__setattr__(self, "units", check_int(self.units, f"{where}: units"))
-        object.__setattr__(self, "return_sequences",
-                           check_bool(self.return_sequences, f"{where}: return_sequences"))
+        for option in ("return_sequences", "return_state"):
+            object.__setattr__(self, option, check_bool(getattr(self, option), f"{where}: {option}"))
 
-    def output_shape(self, input_shape: Shape) -> Shape:
+    def output_count(self) -> int:
+        return 1 + self.states if self.return_state else 1
+
+    def output_shape(self, input_shape: Shape) -> Shape | tuple[Shape, ...]:
         if len(input_shape) != 2:
             raise self._shape_error(
                 "a 3-D input (batch, time, features)", input_shape,
                 "give sequences as (N, time, features), e.g. reshape (N, T) to (N, T, 1)",
             )
-        return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+        main = (input_shape[0], self.units) if self.return_sequences else (self.units,)
+        return (main, *((self.units,),) * self.states) if self.return_state else main
 
     def _kernels(self, input_shape: Shape) -> tuple[ParamSpec, ParamSpec]:
         width = self.gates * self.units
@@ -517,6 +541,7 @@ class LSTM(_Recurrent):
 
     kind: ClassVar[str] = "lstm"
     gates: ClassVar[int] = 4
+    states: ClassVar[int] = 2
 
     def params(self, input_shape: Shape) -> tuple[ParamSpec, ...]:
         return (*self._kernels(input_shape), ParamSpec("bias", (4 * self.units,), "lstm_bias"))
@@ -540,6 +565,7 @@ class GRU(_Recurrent):
 
     kind: ClassVar[str] = "gru"
     gates: ClassVar[int] = 3
+    states: ClassVar[int] = 1
 
     def params(self, input_shape: Shape) -> tuple[ParamSpec, ...]:
         return (*self._kernels(input_shape), ParamSpec("bias", (2, 3 * self.units), "zeros"))

@@ -10,7 +10,7 @@ compare against it with dropout off. :meth:`ReferenceModel.forward` runs in infe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -38,7 +38,8 @@ from .layers import (
 from ._reference_attention import ATTENTION_LAYERS, attention_layer
 from ._reference_training import ReferenceOptimizer, reference_loss
 from .losses import Loss
-from .model import Node, Sequential
+from .merging import Add, Concatenate, Multiply
+from .model import Model, Node
 
 __all__ = ["ReferenceModel", "ReferenceOptimizer", "reference_loss"]
 
@@ -87,13 +88,23 @@ def _sigmoid(x: Array) -> Array:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _sequence_grad(grad: Array, return_sequences: bool, shape: tuple[int, int, int]) -> Array:
-    """The gradient of every step's hidden state, from that of a recurrent layer's output."""
-    if return_sequences:
-        return grad
-    full = np.zeros(shape)
-    full[:, -1] = grad
-    return full
+def _sequence_grad(grad: Array | list[Array], layer: LSTM | GRU, shape: tuple[int, int, int]
+                   ) -> tuple[Array, Array]:
+    """The gradient of every step's hidden state, from those of a recurrent layer's outputs, and
+    that of the final cell state (zero unless an LSTM returns its state)."""
+    main, *states = grad if layer.return_state else [grad]
+    full = main.copy() if layer.return_sequences else np.zeros(shape)
+    if not layer.return_sequences:
+        full[:, -1] = main
+    if states:
+        full[:, -1] += states[0]
+    cell = states[1] if len(states) > 1 else np.zeros((shape[0], shape[2]))
+    return full, cell
+
+
+def _recurrent_outputs(layer: LSTM | GRU, h: Array, *cell: Array) -> Array | tuple[Array, ...]:
+    main = h[:, 1:] if layer.return_sequences else h[:, -1]
+    return (main, h[:, -1], *(c[:, -1] for c in cell)) if layer.return_state else main
 
 
 def _pad(x: Array, node: Node, kernel: tuple[int, int], strides: tuple[int, int], padding: str,
@@ -132,15 +143,35 @@ def _unpad(g: Array, pads: tuple[int, int, int, int]) -> Array:
     return g[:, top:g.shape[1] - bottom, left:g.shape[2] - right]
 
 
-class ReferenceModel:
-    """Float64 forward and backward passes of a :class:`Sequential` with given weights."""
+def _merge(node: Node, layer: Add | Multiply | Concatenate, xs: list[Array]
+           ) -> tuple[Array, Callable[[Array, dict], list[Array]]]:
+    if isinstance(layer, Add):
+        return sum(xs[1:], xs[0]), lambda g, grads: [g] * len(xs)
+    if isinstance(layer, Multiply):
+        def products_without(i: int) -> Array:
+            out = np.ones_like(xs[0])
+            for j, x in enumerate(xs):
+                if j != i:
+                    out = out * x
+            return out
+        return (np.prod(np.stack(xs), axis=0),
+                lambda g, grads: [g * products_without(i) for i in range(len(xs))])
+    axis = 1 + layer.sample_axis(xs[0].ndim - 1)
+    cuts = np.cumsum([x.shape[axis] for x in xs])[:-1]
+    return np.concatenate(xs, axis=axis), lambda g, grads: np.split(g, cuts, axis=axis)
 
-    def __init__(self, model: Sequential, weights: dict[str, Array]) -> None:
+
+class ReferenceModel:
+    """Float64 forward and backward passes of a model (Sequential or graph) with given weights."""
+
+    def __init__(self, model: Model, weights: dict[str, Array]) -> None:
         self.model = model
         self.weights = {k: np.asarray(v, dtype=np.float64).copy() for k, v in weights.items()}
 
     def _layer(self, node: Node, x: Array, training: bool) -> tuple[Array, Callable[[Array, dict], Array]]:
         layer, w = node.layer, self.weights
+        if isinstance(layer, (Add, Multiply, Concatenate)):
+            return _merge(node, layer, x)
         if isinstance(layer, Dense):
             kernel = w[node.param_key("kernel")]
             z = x @ kernel + (w[node.param_key("bias")] if layer.use_bias else 0.0)
@@ -279,8 +310,8 @@ class ReferenceModel:
             h[:, t + 1] = o * np.tanh(c[:, t + 1])
 
         def back(grad: Array, grads: dict) -> Array:
-            grad_h = _sequence_grad(grad, layer.return_sequences, (n, steps, units))
-            dh, dc = np.zeros((n, units)), np.zeros((n, units))
+            grad_h, dc = _sequence_grad(grad, layer, (n, steps, units))
+            dh = np.zeros((n, units))
             da = np.empty_like(gates)
             for t in reversed(range(steps)):
                 i, f, g, o = np.split(gates[:, t], 4, axis=1)
@@ -294,7 +325,7 @@ class ReferenceModel:
             grads[key("recurrent_kernel")] = np.einsum("ntu,ntg->ug", h[:, :-1], da)
             grads[key("bias")] = da.sum(axis=(0, 1))
             return da @ kernel.T
-        return (h[:, 1:] if layer.return_sequences else h[:, -1]), back
+        return _recurrent_outputs(layer, h, c), back
 
     def _gru(self, node: Node, layer: GRU, x: Array) -> tuple[Array, Callable[[Array, dict], Array]]:
         key = node.param_key
@@ -314,7 +345,7 @@ class ReferenceModel:
             h[:, t + 1] = (1.0 - z) * candidate + z * h[:, t]
 
         def back(grad: Array, grads: dict) -> Array:
-            grad_h = _sequence_grad(grad, layer.return_sequences, (n, steps, units))
+            grad_h, _ = _sequence_grad(grad, layer, (n, steps, units))
             dh = np.zeros((n, units))
             da, ds = np.empty_like(gates), np.empty_like(gates)
             for t in reversed(range(steps)):
@@ -330,7 +361,7 @@ class ReferenceModel:
             grads[key("recurrent_kernel")] = np.einsum("ntu,ntg->ug", h[:, :-1], ds)
             grads[key("bias")] = np.stack([da.sum(axis=(0, 1)), ds.sum(axis=(0, 1))])
             return da @ kernel.T
-        return (h[:, 1:] if layer.return_sequences else h[:, -1]), back
+        return _recurrent_outputs(layer, h), back
 
     def _batch_norm(self, node: Node, layer: BatchNorm, x: Array,
                     training: bool) -> tuple[Array, Callable[[Array, dict], Array]]:
@@ -354,34 +385,71 @@ class ReferenceModel:
             return gamma * inv * (g - g.mean(axis=axes) - xhat * (g * xhat).mean(axis=axes))
         return gamma * xhat + beta, back
 
-    def _run(self, x: Array, training: bool) -> tuple[Array, list[Callable[[Array, dict], Array]]]:
-        x = np.asarray(x, dtype=np.float64)
+    def _run(self, x: Array | Sequence[Array], training: bool
+             ) -> tuple[tuple[Array, ...], list[tuple[Node, Backward]]]:
+        """The outputs, and each node with its backward function, in node order."""
+        values = {name: np.asarray(part, dtype=np.float64)
+                  for name, part in zip((s.name for s in self.model.inputs), _as_tuple(x))}
         backs = []
         self._moving: dict[str, Array] = {}
         for node in self.model.nodes:
-            x, back = self._layer(node, x, training)
-            backs.append(back)
-        return x, backs
+            args = [values[key] for key in node.inputs]
+            out, back = self._layer(node, args if node.multiple_inputs else args[0], training)
+            values.update(zip(node.output_keys, out if len(node.output_keys) > 1 else (out,)))
+            backs.append((node, back))
+        self._values = values
+        return tuple(values[key] for key in self.model.outputs), backs
 
-    def forward(self, x: Array, training: bool = False) -> Array:
+    def forward(self, x: Array | Sequence[Array], training: bool = False) -> Array | tuple[Array, ...]:
         """Outputs for canonical (NHWC) inputs, in float64; inference mode unless ``training``.
 
+        ``x`` is one array, or one per model input; the result is one array, or one per output.
         Never changes the weights, BatchNorm's moving statistics included.
         """
-        return self._run(x, training)[0]
+        outputs = self._run(x, training)[0]
+        return outputs[0] if len(outputs) == 1 else outputs
 
-    def loss_and_grads(self, x: Array, y: Array, loss: Loss, *,
-                       update_state: bool = False) -> tuple[float, dict[str, Array], Array]:
-        """The batch loss, the parameter gradients and the input gradient, in training mode.
+    def loss_and_grads(self, x: Array | Sequence[Array], y: Array | Sequence[Array],
+                       loss: Loss | Sequence[Loss], *, update_state: bool = False,
+                       loss_weights: Sequence[float] | None = None,
+                       ) -> tuple[float, dict[str, Array], Array | tuple[Array, ...]]:
+        """The batch loss, the parameter gradients and the input gradient(s), in training mode.
 
-        With ``update_state``, BatchNorm's moving statistics then take this batch's update, as a
-        backend's train step does; gradients cover trainable parameters only.
+        With several outputs, ``loss`` and ``y`` give one entry per output and the total is
+        ``sum(w_i * loss_i)``. With ``update_state``, BatchNorm's moving statistics then take
+        this batch's update, as a backend's train step does; gradients cover trainable
+        parameters only.
         """
         outputs, backs = self._run(x, training=True)
-        value, g = reference_loss(loss, outputs, y)
+        weights = loss_weights or [1.0] * len(outputs)
+        total = 0.0
+        pending: dict[str, Array] = {}
+        for key, out, spec, target, weight in zip(self.model.outputs, outputs, _as_tuple(loss),
+                                                  _as_tuple(y), weights):
+            value, g = reference_loss(spec, out, target)
+            total += weight * value
+            _accumulate(pending, key, weight * g)
         grads: dict[str, Array] = {}
-        for back in reversed(backs):
-            g = back(g, grads)
+        for node, back in reversed(backs):
+            received = [pending.pop(key, None) for key in node.output_keys]
+            if all(g is None for g in received):
+                continue
+            received = [np.zeros_like(self._values[key]) if g is None else g
+                        for g, key in zip(received, node.output_keys)]
+            g_in = back(received if len(received) > 1 else received[0], grads)
+            for key, g in zip(node.inputs, g_in if node.multiple_inputs else (g_in,)):
+                if g is not None:
+                    _accumulate(pending, key, g)
         if update_state:
             self.weights.update(self._moving)
-        return value, grads, g
+        input_grads = tuple(pending.get(spec.name, np.zeros_like(self._values[spec.name]))
+                            for spec in self.model.inputs)
+        return total, grads, input_grads[0] if len(input_grads) == 1 else input_grads
+
+
+def _as_tuple(value: Array | Sequence[Array]) -> tuple[Array, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _accumulate(pending: dict[str, Array], key: str, g: Array) -> None:
+    pending[key] = pending[key] + g if key in pending else g

@@ -105,7 +105,7 @@ def test_nan_in_the_loss(backend):
 
 @pytest.mark.parametrize("body, fragment", [
     ("x = 1\n", "defines no build_model"),
-    ("def build_model(input_shape, num_classes):\n    return 3\n", "not a polyframe.Sequential"),
+    ("def build_model(input_shape, num_classes):\n    return 3\n", "not a polyframe model"),
     ("def build_model(input_shape, num_classes)\n", "syntax error"),
     ("def build_model(input_shape, num_classes):\n    return undefined_name\n", "NameError"),
 ])

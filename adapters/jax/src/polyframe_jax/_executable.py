@@ -40,8 +40,10 @@ from polyframe.layers import (
     same_padding,
     window_counts,
 )
+from polyframe.execution import GraphProgram, as_tuple, single_or_tuple, weighted_sum
 from polyframe.losses import Loss
-from polyframe.model import Node, Sequential
+from polyframe.merging import Add, Concatenate, Multiply
+from polyframe.model import Model, Node
 from polyframe.optimizers import Optimizer
 
 from ._attention import ATTENTION_BUILDERS
@@ -202,11 +204,15 @@ def _batch_norm(node: Node, index: int) -> Apply:
 
 
 def _scan_recurrence(step: Callable[[Any, jax.Array], tuple[Any, jax.Array]], initial: Any,
-                     inputs: jax.Array, return_sequences: bool) -> jax.Array:
+                     inputs: jax.Array, layer: LSTM | GRU) -> jax.Array | tuple[jax.Array, ...]:
     """Run ``step`` over the time axis of ``inputs`` ``(batch, time, width)``; ``step`` returns
-    the new carry and ``h``. All the ``h`` as ``(batch, time, units)``, or the last one."""
-    _, states = lax.scan(step, initial, jnp.swapaxes(inputs, 0, 1))
-    return jnp.swapaxes(states, 0, 1) if return_sequences else states[-1]
+    the new carry and ``h``. All the ``h`` as ``(batch, time, units)``, or the last one; with
+    ``return_state``, then the final carry (``h``, or ``h`` and ``c``)."""
+    carry, states = lax.scan(step, initial, jnp.swapaxes(inputs, 0, 1))
+    main = jnp.swapaxes(states, 0, 1) if layer.return_sequences else states[-1]
+    if not layer.return_state:
+        return main
+    return (main, *(carry if isinstance(carry, tuple) else (carry,)))
 
 
 def _lstm(node: Node, index: int) -> Apply:
@@ -226,8 +232,7 @@ def _lstm(node: Node, index: int) -> Apply:
             return (h, c), h
 
         zeros = jnp.zeros((x.shape[0], layer.units), x.dtype)
-        return _scan_recurrence(step, (zeros, zeros), x @ params[kernel] + params[bias],
-                                layer.return_sequences)
+        return _scan_recurrence(step, (zeros, zeros), x @ params[kernel] + params[bias], layer)
 
     return apply
 
@@ -249,7 +254,7 @@ def _gru(node: Node, index: int) -> Apply:
             return h, h
 
         zeros = jnp.zeros((x.shape[0], layer.units), x.dtype)
-        return _scan_recurrence(step, zeros, x @ params[kernel] + input_bias, layer.return_sequences)
+        return _scan_recurrence(step, zeros, x @ params[kernel] + input_bias, layer)
 
     return apply
 
@@ -282,7 +287,30 @@ def _activation(node: Node, index: int) -> Apply:
     return apply
 
 
+def _merge(node: Node, index: int) -> Apply:
+    layer = node.layer
+    if isinstance(layer, Concatenate):
+        axis = 1 + layer.sample_axis(len(node.input_shape[0]))
+        combine: Callable[[list[jax.Array]], jax.Array] = lambda xs: jnp.concatenate(xs, axis=axis)
+    else:
+        operator = jnp.add if isinstance(layer, Add) else jnp.multiply
+
+        def combine(xs: list[jax.Array]) -> jax.Array:
+            total = xs[0]
+            for x in xs[1:]:
+                total = operator(total, x)
+            return total
+
+    def apply(params: Params, x: list[jax.Array], key: jax.Array | None, new_state: Params) -> jax.Array:
+        return combine(x)
+
+    return apply
+
+
 _LAYERS: dict[type[Layer], Callable[[Node, int], Apply]] = {
+    Add: _merge,
+    Multiply: _merge,
+    Concatenate: _merge,
     Dense: _dense,
     Conv2D: _conv2d,
     MaxPool2D: _max_pool2d,
@@ -324,7 +352,8 @@ def _base_key(seed: int) -> jax.Array:
 
 
 class JaxExecutable(Executable):
-    """A :class:`~polyframe.model.Sequential` as jitted train / eval / predict functions.
+    """A polyframe model (a Sequential stack or a functional graph) as jitted train / eval /
+    predict functions.
 
     ``train_step`` is one ``jax.jit`` function doing forward, gradient and optax update, with
     params, state and optimizer state donated so their buffers are updated in place. Trainable
@@ -340,9 +369,9 @@ class JaxExecutable(Executable):
 
     def __init__(
         self,
-        model: Sequential,
+        model: Model,
         weights: dict[str, np.ndarray],
-        loss: Loss,
+        loss: Loss | tuple[Loss, ...],
         optimizer: Optimizer,
         options: BuildOptions,
     ) -> None:
@@ -350,8 +379,10 @@ class JaxExecutable(Executable):
         self._keys = [key for key, _ in specs]
         self._trainable = [key for key, spec in specs if spec.trainable]
         self._state_keys = [key for key, spec in specs if not spec.trainable]
-        self._layers = [_compile_layer(node, i) for i, node in enumerate(model.nodes)]
-        self._loss, self._target_dtype = _loss_fn(loss)
+        self._program = GraphProgram(model, [_compile_layer(node, i)
+                                             for i, node in enumerate(model.nodes)])
+        self._losses, self._target_dtypes = zip(*(_loss_fn(spec) for spec in as_tuple(loss)))
+        self._loss_weights = options.loss_weights
         self._tx = _transformation(optimizer)
         self._params = _to_device(weights, self._trainable)
         self._state = _to_device(weights, self._state_keys)
@@ -362,16 +393,18 @@ class JaxExecutable(Executable):
         self._eval = jax.jit(self._eval_fn)
         self._predict = jax.jit(self._predict_fn)
 
-    def _forward(self, params: Params, x: jax.Array, key: jax.Array | None = None,
-                 new_state: Params | None = None) -> jax.Array:
+    def _forward(self, params: Params, x: tuple[jax.Array, ...], key: jax.Array | None = None,
+                 new_state: Params | None = None) -> tuple[jax.Array, ...]:
         new_state = {} if new_state is None else new_state
-        for apply in self._layers:
-            x = apply(params, x, key, new_state)
-        return x
+        return self._program.run(x, lambda apply, value: apply(params, value, key, new_state))
+
+    def _loss(self, outputs: tuple[jax.Array, ...], y: tuple[jax.Array, ...]) -> jax.Array:
+        return weighted_sum([fn(o, t) for fn, o, t in zip(self._losses, outputs, y)],
+                            self._loss_weights)
 
     def _train_fn(
         self, params: Params, state: Params, opt_state: optax.OptState, step: jax.Array,
-        x: jax.Array, y: jax.Array,
+        x: tuple[jax.Array, ...], y: tuple[jax.Array, ...],
     ) -> tuple[Params, Params, optax.OptState, jax.Array, jax.Array, jax.Array]:
         key = jax.random.fold_in(self._dropout_key, step)
 
@@ -385,16 +418,25 @@ class JaxExecutable(Executable):
         return (optax.apply_updates(params, updates), {**state, **new_state}, opt_state, step + 1,
                 loss, outputs)
 
-    def _eval_fn(self, params: Params, state: Params, x: jax.Array,
-                 y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def _eval_fn(self, params: Params, state: Params, x: tuple[jax.Array, ...],
+                 y: tuple[jax.Array, ...]) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         outputs = self._forward({**params, **state}, x)
         return self._loss(outputs, y), outputs
 
-    def _predict_fn(self, params: Params, state: Params, x: jax.Array) -> jax.Array:
+    def _predict_fn(self, params: Params, state: Params, x: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
         return self._forward({**params, **state}, x)
 
-    def _targets(self, y: np.ndarray) -> jax.Array:
-        return jnp.asarray(np.asarray(y, dtype=self._target_dtype))
+    def _targets(self, y: np.ndarray | tuple[np.ndarray, ...]) -> tuple[jax.Array, ...]:
+        return tuple(jnp.asarray(np.asarray(t, dtype=dtype))
+                     for t, dtype in zip(as_tuple(y), self._target_dtypes))
+
+    @staticmethod
+    def _inputs(x: np.ndarray | tuple[np.ndarray, ...]) -> tuple[jax.Array, ...]:
+        return tuple(jnp.asarray(part) for part in as_tuple(x))
+
+    @staticmethod
+    def _host(outputs: tuple[jax.Array, ...]) -> np.ndarray | tuple[np.ndarray, ...]:
+        return single_or_tuple([np.array(o) for o in outputs])
 
     def prepare_inputs(self, x: np.ndarray) -> np.ndarray:
         """NHWC float32 is already JAX's layout: a contiguous float32 array, nothing more."""
@@ -402,17 +444,17 @@ class JaxExecutable(Executable):
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
         self._params, self._state, self._opt_state, self._step, loss, outputs = self._train(
-            self._params, self._state, self._opt_state, self._step, jnp.asarray(x),
+            self._params, self._state, self._opt_state, self._step, self._inputs(x),
             self._targets(y),
         )
-        return StepResult(float(loss), np.array(outputs))
+        return StepResult(float(loss), self._host(outputs))
 
     def eval_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
-        loss, outputs = self._eval(self._params, self._state, jnp.asarray(x), self._targets(y))
-        return StepResult(float(loss), np.array(outputs))
+        loss, outputs = self._eval(self._params, self._state, self._inputs(x), self._targets(y))
+        return StepResult(float(loss), self._host(outputs))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.array(self._predict(self._params, self._state, jnp.asarray(x)))
+        return self._host(self._predict(self._params, self._state, self._inputs(x)))
 
     def get_weights(self) -> dict[str, np.ndarray]:
         arrays = {**self._params, **self._state}
@@ -422,3 +464,19 @@ class JaxExecutable(Executable):
         """Replace the weights and state; the optimizer state (momenta, step count) is kept."""
         self._params = _to_device(weights, self._trainable)
         self._state = _to_device(weights, self._state_keys)
+
+    def get_optimizer_state(self) -> dict[str, np.ndarray]:
+        from ._state import get_optimizer_state
+        return get_optimizer_state(self)
+
+    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        from ._state import set_optimizer_state
+        set_optimizer_state(self, state)
+
+    def get_learning_rate(self) -> float:
+        from ._state import get_learning_rate
+        return get_learning_rate(self)
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        from ._state import set_learning_rate
+        set_learning_rate(self, learning_rate)

@@ -37,8 +37,10 @@ from polyframe.layers import (
     same_padding,
     window_counts,
 )
+from polyframe.execution import GraphProgram, as_tuple, single_or_tuple, weighted_sum
 from polyframe.losses import Loss
-from polyframe.model import Node, Sequential
+from polyframe.merging import Add, Concatenate, Multiply
+from polyframe.model import Model, Node
 from polyframe.optimizers import Optimizer
 
 from ._attention import ATTENTION_BUILDERS
@@ -202,9 +204,11 @@ def _input_terms(x: Tensor, kernel: tf.Variable, bias: Tensor) -> Tensor:
     return tf.einsum("ntc,cg->tng", x, kernel) + bias
 
 
-def _recurrent_outputs(states: Tensor, return_sequences: bool) -> Tensor:
-    """``h`` of every step ``(batch, time, units)``, or of the last one, from time-major states."""
-    return tf.transpose(states, [1, 0, 2]) if return_sequences else states[-1]
+def _recurrent_outputs(layer: LSTM | GRU, hs: Tensor, *cells: Tensor) -> Tensor | tuple[Tensor, ...]:
+    """``h`` of every step ``(batch, time, units)``, or of the last one, from time-major states;
+    with ``return_state``, then the final ``h`` (and ``c``)."""
+    main = tf.transpose(hs, [1, 0, 2]) if layer.return_sequences else hs[-1]
+    return (main, hs[-1], *(c[-1] for c in cells)) if layer.return_state else main
 
 
 def _zero_state(x: Tensor, units: int) -> Tensor:
@@ -226,8 +230,8 @@ def _lstm(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) 
             return tf.math.sigmoid(o) * tf.math.tanh(c), c
 
         zeros = _zero_state(x, layer.units)
-        states, _ = tf.scan(step, _input_terms(x, kernel, bias), initializer=(zeros, zeros))
-        return _recurrent_outputs(states, layer.return_sequences)
+        hs, cs = tf.scan(step, _input_terms(x, kernel, bias), initializer=(zeros, zeros))
+        return _recurrent_outputs(layer, hs, cs)
 
     return lstm
 
@@ -250,7 +254,7 @@ def _gru(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -
 
         states = tf.scan(step, _input_terms(x, kernel, bias[0]),
                          initializer=_zero_state(x, layer.units))
-        return _recurrent_outputs(states, layer.return_sequences)
+        return _recurrent_outputs(layer, states)
 
     return gru
 
@@ -286,7 +290,28 @@ def _activation(node: Node, params: dict[str, tf.Variable], rng: tf.random.Gener
     return lambda x, training: activation(x)
 
 
+def _merge(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
+    layer = node.layer
+    if isinstance(layer, Concatenate):
+        axis = 1 + layer.sample_axis(len(node.input_shape[0]))
+        return lambda xs, training: tf.concat(xs, axis=axis)
+    if isinstance(layer, Add):
+        return lambda xs, training: tf.math.add_n(xs)
+    operator = tf.math.multiply
+
+    def multiply(xs: list[Tensor], training: bool) -> Tensor:
+        total = xs[0]
+        for x in xs[1:]:
+            total = operator(total, x)
+        return total
+
+    return multiply
+
+
 _LAYERS: dict[type, Callable[[Node, dict[str, tf.Variable], tf.random.Generator], LayerFn]] = {
+    Add: _merge,
+    Multiply: _merge,
+    Concatenate: _merge,
     Conv2D: _conv2d,
     MaxPool2D: _max_pool2d,
     AvgPool2D: _avg_pool2d,
@@ -312,14 +337,14 @@ class _Network(tf.Module):
     state (BatchNorm's moving statistics) is assigned by the forward pass in training mode.
     """
 
-    def __init__(self, model: Sequential, weights: dict[str, np.ndarray], seed: int) -> None:
+    def __init__(self, model: Model, weights: dict[str, np.ndarray], seed: int) -> None:
         super().__init__(name="polyframe_model")
         specs = model.param_specs()
         self.params = {key: tf.Variable(weights[key], name=key, trainable=spec.trainable)
                        for key, spec in specs}
         self.ordered = tuple(self.params[key] for key, spec in specs if spec.trainable)
         self.rng = tf.random.Generator.from_seed(seed)
-        self._layers = [self._compile(node) for node in model.nodes]
+        self._program = GraphProgram(model, [self._compile(node) for node in model.nodes])
 
     def _compile(self, node: Node) -> LayerFn:
         compile_layer = _LAYERS.get(type(node.layer))
@@ -330,10 +355,8 @@ class _Network(tf.Module):
             )
         return compile_layer(node, self.params, self.rng)
 
-    def __call__(self, x: Tensor, training: bool) -> Tensor:
-        for layer in self._layers:
-            x = layer(x, training)
-        return x
+    def __call__(self, x: Sequence[Tensor], training: bool) -> tuple[Tensor, ...]:
+        return self._program.run(x, lambda layer, value: layer(value, training))
 
 
 # -- the executable ----------------------------------------------------------------------------
@@ -356,24 +379,32 @@ class TensorFlowExecutable(Executable):
     """A polyframe model as TF variables with compiled train / eval / predict ``tf.function`` s.
 
     Each step is one ``tf.function`` whose batch dimension is ``None``, so a smaller last batch
-    reuses the same graph. ``options.deterministic`` calls
+    reuses the same graph. Its arguments are the model's inputs then its targets, flat. ``options.deterministic`` calls
     ``tf.config.experimental.enable_op_determinism()``, which is process-wide and stays on.
     """
 
-    def __init__(self, model: Sequential, weights: dict[str, np.ndarray], loss: Loss,
+    def __init__(self, model: Model, weights: dict[str, np.ndarray], loss: Loss | tuple[Loss, ...],
                  optimizer: Optimizer, options: BuildOptions) -> None:
         if options.deterministic:
             tf.config.experimental.enable_op_determinism()
         self._net = _Network(model, model.check_weights(weights), options.seed)
-        self._loss, y_spec = _loss_function(loss, model.output_shape)
-        self._y_dtype = y_spec.dtype.as_numpy_dtype
+        self._losses, y_specs = zip(*(_loss_function(spec, shape) for spec, shape
+                                      in zip(as_tuple(loss), model.output_shapes)))
+        self._loss_weights = options.loss_weights
+        self._y_dtypes = [spec.dtype.as_numpy_dtype for spec in y_specs]
         self._optimizer = _optimizer(optimizer, self._net.ordered)
-        x_spec = tf.TensorSpec((None, *model.input_shape), tf.float32)
-        self._train = _Step(self._train_graph, x_spec, y_spec)
-        self._eval = _Step(self._eval_graph, x_spec, y_spec)
-        self._predict = _Step(self._predict_graph, x_spec)
+        x_specs = [tf.TensorSpec((None, *shape), tf.float32) for shape in model.input_shapes]
+        self._inputs = len(x_specs)
+        self._train = _Step(self._train_graph, *x_specs, *y_specs)
+        self._eval = _Step(self._eval_graph, *x_specs, *y_specs)
+        self._predict = _Step(self._predict_graph, *x_specs)
 
-    def _train_graph(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _loss(self, outputs: tuple[Tensor, ...], y: tuple[Tensor, ...]) -> Tensor:
+        return weighted_sum([fn(o, t) for fn, o, t in zip(self._losses, outputs, y)],
+                            self._loss_weights)
+
+    def _train_graph(self, *tensors: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        x, y = tensors[:self._inputs], tensors[self._inputs:]
         variables = self._net.ordered
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(variables)
@@ -382,30 +413,40 @@ class TensorFlowExecutable(Executable):
         self._optimizer(tape.gradient(loss, variables))
         return loss, outputs
 
-    def _eval_graph(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _eval_graph(self, *tensors: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        x, y = tensors[:self._inputs], tensors[self._inputs:]
         outputs = self._net(x, training=False)
         return self._loss(outputs, y), outputs
 
-    def _predict_graph(self, x: Tensor) -> Tensor:
+    def _predict_graph(self, *x: Tensor) -> tuple[Tensor, ...]:
         return self._net(x, training=False)
 
-    def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[Tensor, Tensor]:
-        return (tf.convert_to_tensor(np.asarray(x, dtype=np.float32)),
-                tf.convert_to_tensor(np.asarray(y, dtype=self._y_dtype)))
+    @staticmethod
+    def _x(x: np.ndarray | tuple[np.ndarray, ...]) -> list[Tensor]:
+        return [tf.convert_to_tensor(np.asarray(part, dtype=np.float32)) for part in as_tuple(x)]
+
+    def _tensors(self, x: np.ndarray | tuple[np.ndarray, ...],
+                 y: np.ndarray | tuple[np.ndarray, ...]) -> list[Tensor]:
+        return [*self._x(x), *(tf.convert_to_tensor(np.asarray(t, dtype=dtype))
+                               for t, dtype in zip(as_tuple(y), self._y_dtypes))]
+
+    @staticmethod
+    def _host(outputs: tuple[Tensor, ...]) -> np.ndarray | tuple[np.ndarray, ...]:
+        return single_or_tuple([o.numpy() for o in outputs])
 
     def prepare_inputs(self, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
         loss, outputs = self._train(*self._tensors(x, y))
-        return StepResult(float(loss.numpy()), outputs.numpy())
+        return StepResult(float(loss.numpy()), self._host(outputs))
 
     def eval_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
         loss, outputs = self._eval(*self._tensors(x, y))
-        return StepResult(float(loss.numpy()), outputs.numpy())
+        return StepResult(float(loss.numpy()), self._host(outputs))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self._predict(tf.convert_to_tensor(np.asarray(x, dtype=np.float32))).numpy()
+        return self._host(self._predict(*self._x(x)))
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {key: np.array(v.numpy(), dtype=np.float32, copy=True)
@@ -414,3 +455,27 @@ class TensorFlowExecutable(Executable):
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         for key, variable in self._net.params.items():
             variable.assign(np.asarray(weights[key], dtype=np.float32))
+
+    def get_optimizer_state(self) -> dict[str, np.ndarray]:
+        from ._state import get_optimizer_state
+        return get_optimizer_state(self)
+
+    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        from ._state import set_optimizer_state
+        set_optimizer_state(self, state)
+
+    def get_rng_state(self) -> dict[str, np.ndarray]:
+        from ._state import get_rng_state
+        return get_rng_state(self)
+
+    def set_rng_state(self, state: dict[str, np.ndarray]) -> None:
+        from ._state import set_rng_state
+        set_rng_state(self, state)
+
+    def get_learning_rate(self) -> float:
+        from ._state import get_learning_rate
+        return get_learning_rate(self)
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        from ._state import set_learning_rate
+        set_learning_rate(self, learning_rate)

@@ -37,8 +37,10 @@ from polyframe.layers import (
     same_padding,
     window_counts,
 )
+from polyframe.execution import GraphProgram, as_tuple, single_or_tuple, weighted_sum
 from polyframe.losses import Loss
-from polyframe.model import Node, Sequential
+from polyframe.merging import Add, Concatenate, Multiply
+from polyframe.model import Model, Node
 from polyframe.optimizers import Optimizer
 
 from ._attention import ATTENTION_LAYERS, build_attention_layer
@@ -94,11 +96,6 @@ class _Pad(nn.Module):
 class _ChannelLastFlatten(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.movedim(1, -1).flatten(1)
-
-
-class _ToChannelLast(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.movedim(1, -1)
 
 
 class _Reshape(nn.Module):
@@ -184,15 +181,18 @@ class _Recurrent(nn.Module):
         super().__init__()
         rnn = nn.LSTM if isinstance(layer, LSTM) else nn.GRU
         self.rnn = rnn(node.input_shape[-1], layer.units, batch_first=True)
-        self.return_sequences = layer.return_sequences
+        self.return_sequences, self.return_state = layer.return_sequences, layer.return_state
         if isinstance(layer, LSTM):
             self.rnn.bias_hh_l0.requires_grad_(False)
             with torch.no_grad():
                 self.rnn.bias_hh_l0.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.rnn(x.movedim(1, -1))[0]
-        return out.movedim(-1, 1) if self.return_sequences else out[:, -1]
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out, state = self.rnn(x.movedim(1, -1))
+        main = out.movedim(-1, 1) if self.return_sequences else out[:, -1]
+        if not self.return_state:
+            return main
+        return (main, *(s[0] for s in (state if isinstance(state, tuple) else (state,))))
 
 
 def _flatten_row_order(shape: tuple[int, ...]) -> np.ndarray:
@@ -200,22 +200,67 @@ def _flatten_row_order(shape: tuple[int, ...]) -> np.ndarray:
     return np.moveaxis(np.arange(int(np.prod(shape))).reshape(shape), -1, 0).ravel()
 
 
-class _Compiler:
-    """Turns the node list into torch modules, remembering how each parameter is stored."""
+def _torch_axis(layer: Concatenate, rank: int) -> int:
+    """Concatenate's canonical axis in torch's channel-first layout (batch is dim 0)."""
+    axis = layer.sample_axis(rank)
+    if rank < 2:
+        return 1
+    return 1 if axis == rank - 1 else axis + 2
 
-    def __init__(self, model: Sequential) -> None:
-        self.modules: list[nn.Module] = []
-        self.params: dict[str, tuple[Stored, str, np.ndarray | None]] = {}
-        self._pending_rows: np.ndarray | None = None
-        nodes = model.nodes
-        for i, node in enumerate(nodes):
-            self._add(node, nodes[i + 1:])
-        if len(model.output_shape) >= 2:
-            self.modules.append(_ToChannelLast())
 
-    def _add(self, node: Node, following: tuple[Node, ...]) -> None:
+class _Merge(nn.Module):
+    def __init__(self, node: Node) -> None:
+        super().__init__()
         layer = node.layer
-        if isinstance(layer, Conv2D):
+        self.kind = layer.kind
+        self.dim = _torch_axis(layer, len(node.input_shape[0])) if isinstance(layer, Concatenate) else 0
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        if self.kind == "concatenate":
+            return torch.cat(xs, dim=self.dim)
+        total = xs[0]
+        for x in xs[1:]:
+            total = total + x if self.kind == "add" else total * x
+        return total
+
+
+class _Graph(nn.Module):
+    """The model: one block per node, run in node order by the core's :class:`GraphProgram`;
+    outputs with spatial axes go back to channel-last."""
+
+    def __init__(self, model: Model, blocks: list[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.program = GraphProgram(model, list(self.blocks))
+        self.channel_first = tuple(len(shape) >= 2 for shape in model.output_shapes)
+
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.program.run(xs, lambda block, value: block(value))
+        return tuple(o.movedim(1, -1) if first else o
+                     for o, first in zip(outputs, self.channel_first))
+
+
+class _Compiler:
+    """Turns each node into a torch block, remembering how each parameter is stored."""
+
+    def __init__(self, model: Model) -> None:
+        self.blocks: list[nn.Module] = []
+        self.params: dict[str, tuple[Stored, str, np.ndarray | None]] = {}
+        self._model = model
+        self._rows: dict[str, np.ndarray] = {}
+        """Dense node name -> row order of its kernel, when it reads a channel-first flatten."""
+        for node in model.nodes:
+            self.modules: list[nn.Module] = []
+            self._add(node)
+            block = (self.modules[0] if len(self.modules) == 1
+                     else nn.Sequential(*self.modules) if self.modules else nn.Identity())
+            self.blocks.append(block)
+
+    def _add(self, node: Node) -> None:
+        layer = node.layer
+        if isinstance(layer, (Add, Multiply, Concatenate)):
+            self.modules.append(_Merge(node))
+        elif isinstance(layer, Conv2D):
             pads = _pads(node, layer.span, layer.strides, layer.padding)
             symmetric = pads[0] == pads[1] and pads[2] == pads[3]
             if not symmetric:
@@ -270,16 +315,15 @@ class _Compiler:
         elif isinstance(layer, Flatten):
             if len(node.input_shape) < 2:
                 self.modules.append(nn.Flatten(1))
-            elif self._next_dense(following) is not None:
+            elif (dense := self._next_dense(node)) is not None:
                 self.modules.append(nn.Flatten(1))
-                self._pending_rows = _flatten_row_order(node.input_shape)
+                self._rows[dense.name] = _flatten_row_order(node.input_shape)
             else:
                 self.modules.append(_ChannelLastFlatten())
         elif isinstance(layer, Dense):
             linear = nn.Linear(node.input_shape[0], layer.units, bias=layer.use_bias)
             self.modules += [linear, *_activation(layer.activation, node)]
-            self._register(node, linear, "kernel", "dense", self._pending_rows)
-            self._pending_rows = None
+            self._register(node, linear, "kernel", "dense", self._rows.get(node.name))
         elif isinstance(layer, Dropout):
             self.modules.append(nn.Dropout(layer.rate))
         elif isinstance(layer, Activation):
@@ -287,13 +331,19 @@ class _Compiler:
         else:
             raise ConfigError(f"the torch backend does not support layer {type(layer).__name__}")
 
-    @staticmethod
-    def _next_dense(following: tuple[Node, ...]) -> Node | None:
-        for node in following:
+    def _next_dense(self, flatten: Node) -> Node | None:
+        """The Dense that alone reads ``flatten``'s output, through elementwise layers only."""
+        key = flatten.name
+        while key not in self._model.outputs:
+            consumers = self._model.consumers(key)
+            if len(consumers) != 1:
+                return None
+            node = consumers[0]
             if isinstance(node.layer, Dense):
                 return node
             if not isinstance(node.layer, _ELEMENTWISE):
                 return None
+            key = node.name
         return None
 
     def _register(self, node: Node, module: nn.Module, kernel: str, kind: str, rows: np.ndarray | None) -> None:
@@ -335,18 +385,20 @@ def _read(param: Stored) -> np.ndarray:
 
 
 class TorchExecutable(Executable):
-    """A polyframe model as a torch ``nn.Sequential`` plus a ``torch.optim`` optimizer, on CPU."""
+    """A polyframe model as a torch ``nn.Module`` (one block per node) plus a ``torch.optim``
+    optimizer, on CPU."""
 
-    def __init__(self, model: Sequential, weights: dict[str, np.ndarray], loss: Loss,
+    def __init__(self, model: Model, weights: dict[str, np.ndarray], loss: Loss | tuple[Loss, ...],
                  optimizer: Optimizer, options: BuildOptions) -> None:
         torch.manual_seed(options.seed)
         if options.deterministic:
             torch.use_deterministic_algorithms(True)
         compiled = _Compiler(model)
-        self.module = nn.Sequential(*compiled.modules)
+        self.module = _Graph(model, compiled.blocks)
         self._params = compiled.params
         self.set_weights(weights)
-        self._loss = _loss_function(loss)
+        self._losses = [_loss_function(spec) for spec in as_tuple(loss)]
+        self._loss_weights = options.loss_weights
         self._optimizer = _optimizer(optimizer, [p for p in self.module.parameters() if p.requires_grad])
         self._training: bool | None = None
 
@@ -355,6 +407,17 @@ class TorchExecutable(Executable):
             self.module.train(training)
             self._training = training
 
+    def _forward(self, x: np.ndarray | tuple[np.ndarray, ...]) -> tuple[torch.Tensor, ...]:
+        return self.module(*(torch.from_numpy(part) for part in as_tuple(x)))
+
+    def _loss(self, outputs: tuple[torch.Tensor, ...], y: np.ndarray | tuple[np.ndarray, ...]) -> torch.Tensor:
+        return weighted_sum([fn(o, torch.from_numpy(t)) for fn, o, t
+                             in zip(self._losses, outputs, as_tuple(y))], self._loss_weights)
+
+    @staticmethod
+    def _host(outputs: tuple[torch.Tensor, ...]) -> np.ndarray | tuple[np.ndarray, ...]:
+        return single_or_tuple([o.detach().numpy() for o in outputs])
+
     def prepare_inputs(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         return np.ascontiguousarray(np.moveaxis(x, -1, 1) if x.ndim >= 3 else x)
@@ -362,22 +425,22 @@ class TorchExecutable(Executable):
     def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
         self._mode(True)
         self._optimizer.zero_grad(set_to_none=True)
-        outputs = self.module(torch.from_numpy(x))
-        loss = self._loss(outputs, torch.from_numpy(y))
+        outputs = self._forward(x)
+        loss = self._loss(outputs, y)
         loss.backward()
         self._optimizer.step()
-        return StepResult(loss.item(), outputs.detach().numpy())
+        return StepResult(loss.item(), self._host(outputs))
 
     @torch.inference_mode()
     def eval_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
         self._mode(False)
-        outputs = self.module(torch.from_numpy(x))
-        return StepResult(self._loss(outputs, torch.from_numpy(y)).item(), outputs.numpy())
+        outputs = self._forward(x)
+        return StepResult(self._loss(outputs, y).item(), self._host(outputs))
 
     @torch.inference_mode()
     def predict(self, x: np.ndarray) -> np.ndarray:
         self._mode(False)
-        return self.module(torch.from_numpy(x)).numpy()
+        return self._host(self._forward(x))
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {key: _to_canonical(_read(p), kind, rows).copy()
@@ -392,3 +455,27 @@ class TorchExecutable(Executable):
                     row.copy_(torch.from_numpy(value))
             else:
                 param.copy_(torch.from_numpy(native))
+
+    def get_optimizer_state(self) -> dict[str, np.ndarray]:
+        from ._state import get_optimizer_state
+        return get_optimizer_state(self)
+
+    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        from ._state import set_optimizer_state
+        set_optimizer_state(self, state)
+
+    def get_rng_state(self) -> dict[str, np.ndarray]:
+        from ._state import get_rng_state
+        return get_rng_state(self)
+
+    def set_rng_state(self, state: dict[str, np.ndarray]) -> None:
+        from ._state import set_rng_state
+        set_rng_state(self, state)
+
+    def get_learning_rate(self) -> float:
+        from ._state import get_learning_rate
+        return get_learning_rate(self)
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        from ._state import set_learning_rate
+        set_learning_rate(self, learning_rate)
