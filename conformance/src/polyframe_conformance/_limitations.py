@@ -9,7 +9,7 @@ Limitations are data, one JSON object keyed by backend name::
          "reason": "the fused GRU kernel accumulates in a different order"}
     ]}
 
-``test`` is an ``fnmatch`` pattern over the case id (the test name with the backend left out,
+``test`` is a pattern (``*`` and ``?`` wildcards; brackets are literal) over the case id (the test name with the backend left out,
 e.g. ``test_forward[conv2d-same]``). ``"expect": "fail"`` turns the matching tests into expected
 failures (an unexpected pass is reported); ``rtol`` / ``atol`` replace the level's tolerances.
 The built-in file covers the built-in backends; ``--limitations FILE`` adds more.
@@ -97,4 +97,4 @@ def load_limitations(extra: list[str] | tuple[str, ...] = ()) -> list[Limitation
 def matching(limitations: list[Limitation], backend: str, level: str, case: str) -> list[Limitation]:
     """The limitations that apply to one test."""
     return [lim for lim in limitations if lim.backend == backend and lim.level == level
-            and fnmatch.fnmatchcase(case, lim.test)]
+            and fnmatch.fnmatchcase(case, lim.test.replace("[", "[[]"))]

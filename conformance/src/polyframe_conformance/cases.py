@@ -45,7 +45,7 @@ class ModelCase:
     """
 
     id: str
-    build: Callable[[], pf.Sequential]
+    build: Callable[[], pf.Model]
     loss: Loss = pf.MeanSquaredError()
     batch: int = 6
     inputs: Inputs = normal_inputs
@@ -123,7 +123,38 @@ MODEL_CASES: list[ModelCase] = [
         dropout=True),
     ModelCase("seed-cnn", lambda: seed_cnn((8, 8, 1)), loss=_CE, batch=16,
               inputs=lambda rng, shape, n: rng.uniform(size=(n, *shape)).astype(np.float32)),
+    ModelCase("conv2d-dilation-groups", _seq(
+        (9, 8, 4), lambda: pf.Conv2D(6, 3, dilation=2, groups=2, padding="same", activation="relu"),
+        lambda: pf.Conv2D(4, (2, 3), dilation=(2, 1), groups=2, strides=2), lambda: pf.Flatten(),
+        lambda: pf.Dense(3))),
+    ModelCase("layernorm", _seq(
+        (5, 4), lambda: pf.Conv1D(6, 2), lambda: pf.LayerNorm(epsilon=1e-3), lambda: pf.Flatten(),
+        lambda: pf.Dense(8), lambda: pf.LayerNorm(), lambda: pf.Dense(3))),
+    ModelCase("embedding", _seq(
+        (6,), lambda: pf.Embedding(11, 4), lambda: pf.Conv1D(3, 2), lambda: pf.Flatten(), lambda: pf.Dense(3)),
+        inputs=token_inputs(11), input_gradient=False),
+    ModelCase("multi-head-attention", _seq(
+        (5, 4), lambda: pf.MultiHeadAttention(num_heads=2, key_dim=3), lambda: pf.Flatten(),
+        lambda: pf.Dense(3))),
+    ModelCase("multi-head-attention-causal", _seq(
+        (5, 4), lambda: pf.MultiHeadAttention(num_heads=3, key_dim=2, value_dim=3, causal=True),
+        lambda: pf.Flatten(), lambda: pf.Dense(3))),
+    ModelCase("transformer-block", _seq(
+        (5, 4), lambda: pf.TransformerEncoderBlock(num_heads=2, key_dim=2, ff_dim=8),
+        lambda: pf.TransformerEncoderBlock(num_heads=2, key_dim=2, ff_dim=6, norm_first=True,
+                                           activation="gelu"),
+        lambda: pf.Flatten(), lambda: pf.Dense(3))),
+    ModelCase("functional-add-concatenate", lambda: _functional(), input_gradient=False),
 ]
+
+
+def _functional() -> pf.Model:
+    """A two-branch graph joined by Add and Concatenate (the functional API)."""
+    x = pf.Input((6,))
+    left = pf.Dense(5, activation="tanh")(x)
+    right = pf.Dense(5)(x)
+    joined = pf.Concatenate()(pf.Add()(left, right), pf.Multiply()(left, right))
+    return pf.Model(x, pf.Dense(3)(joined))
 
 
 @dataclass(frozen=True)
@@ -140,6 +171,13 @@ LOSS_CASES: list[LossCase] = [
     LossCase("cross-entropy-from-probabilities", pf.SparseCategoricalCrossentropy(from_logits=False),
              lambda: pf.Dense(4, activation="softmax")),
     LossCase("mean-squared-error", pf.MeanSquaredError(), lambda: pf.Dense(4)),
+    LossCase("categorical-cross-entropy-smoothed", pf.CategoricalCrossentropy(label_smoothing=0.1),
+             lambda: pf.Dense(4)),
+    LossCase("binary-cross-entropy-from-logits", pf.BinaryCrossentropy(), lambda: pf.Dense(4)),
+    LossCase("binary-cross-entropy-from-probabilities", pf.BinaryCrossentropy(from_logits=False),
+             lambda: pf.Dense(4, activation="sigmoid")),
+    LossCase("mean-absolute-error", pf.MeanAbsoluteError(), lambda: pf.Dense(4)),
+    LossCase("huber", pf.Huber(delta=0.5), lambda: pf.Dense(4)),
 ]
 
 
@@ -156,17 +194,30 @@ OPTIMIZER_CASES: list[OptimizerCase] = [
     OptimizerCase("sgd-momentum", lambda: pf.SGD(0.05, momentum=0.9)),
     OptimizerCase("adam-defaults", lambda: pf.Adam()),
     OptimizerCase("adam-custom", lambda: pf.Adam(0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-4)),
+    OptimizerCase("adamw", lambda: pf.AdamW(0.01, weight_decay=0.1)),
+    OptimizerCase("rmsprop", lambda: pf.RMSprop(0.01)),
+    OptimizerCase("rmsprop-centered-momentum", lambda: pf.RMSprop(0.005, rho=0.8, momentum=0.5, centered=True)),
+    OptimizerCase("sgd-step-decay", lambda: pf.SGD(pf.StepDecay(0.2, step_size=7, gamma=0.5), momentum=0.5)),
+    OptimizerCase("adam-exponential-decay", lambda: pf.Adam(pf.ExponentialDecay(0.02, 0.5, 10, staircase=True))),
+    OptimizerCase("adam-cosine-warmup", lambda: pf.Adam(pf.CosineDecay(0.02, decay_steps=40, warmup_steps=5))),
+    OptimizerCase("sgd-clip-norm", lambda: pf.SGD(0.5, clip_norm=0.1)),
+    OptimizerCase("adam-clip-value", lambda: pf.Adam(0.01, clip_value=0.05)),
 ]
 
 
 def targets_for(loss: Loss, output_shape: tuple[int, ...], rng: np.random.Generator, n: int) -> np.ndarray:
-    """Random targets of the kind ``loss`` takes: class indices, else standard-normal arrays."""
+    """Random targets of the kind ``loss`` takes: class indices, one-hot rows, 0/1 labels, or
+    standard-normal arrays."""
     if isinstance(loss, pf.SparseCategoricalCrossentropy):
         return rng.integers(0, output_shape[-1], size=n).astype(np.int64)
+    if isinstance(loss, pf.CategoricalCrossentropy):
+        return np.eye(output_shape[-1], dtype=np.float32)[rng.integers(0, output_shape[-1], size=n)]
+    if isinstance(loss, pf.BinaryCrossentropy):
+        return rng.integers(0, 2, size=(n, *output_shape)).astype(np.float32)
     return rng.normal(size=(n, *output_shape)).astype(np.float32)
 
 
-def case_weights(model: pf.Sequential, seed: int) -> dict[str, np.ndarray]:
+def case_weights(model: pf.Model, seed: int) -> dict[str, np.ndarray]:
     """Canonical initial weights, with every constant-initialised array (biases, BatchNorm's
     gamma, beta and moving statistics) replaced by random values, so a layout or offset mistake
     in them cannot hide behind zeros and ones."""

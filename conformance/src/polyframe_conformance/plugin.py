@@ -167,6 +167,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Tests deselected (``-k``, ``-m``, levels not chosen) leave the report."""
+    if _current_state is not None:
+        for item in items:
+            _current_state.tests.pop(item.nodeid, None)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     report = yield
