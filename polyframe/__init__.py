@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from . import datasets, losses, metrics, optimizers, schedules
 from .backend import Backend, BuildOptions, Executable
-from .callbacks import Callback, History
+from .callbacks import Callback, CSVLogger, History, ProgressDisplay
+from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import (
     BackendNotFoundError,
     BackendUnavailableError,
+    CheckpointError,
     ConfigError,
     DataError,
     LabelError,
@@ -50,6 +52,7 @@ from .losses import (
 )
 from .merging import Add, Concatenate, Multiply
 from .model import Input, Model, Sequential
+from .monitoring import EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau
 from .optimizers import SGD, Adam, AdamW, RMSprop
 from .plugins import default_backend_name, get_backend, registered_backends
 from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
@@ -66,6 +69,8 @@ __all__ = [
     "LSTM", "GRU", "LayerNorm", "Embedding", "MultiHeadAttention", "TransformerEncoderBlock",
     # training
     "Trainer", "Callback", "History",
+    "ProgressDisplay", "CSVLogger", "ModelCheckpoint", "EarlyStopping", "ReduceLROnPlateau",
+    "LearningRateScheduler", "save_checkpoint", "load_checkpoint",
     "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "BinaryCrossentropy",
     "MeanSquaredError", "MeanAbsoluteError", "Huber",
     "SGD", "Adam", "AdamW", "RMSprop",
@@ -77,4 +82,5 @@ __all__ = [
     # errors
     "PolyframeError", "BackendNotFoundError", "BackendUnavailableError", "ConfigError",
     "ShapeError", "DataError", "LabelError", "NonFiniteLossError", "ModelFileError",
+    "CheckpointError",
 ]

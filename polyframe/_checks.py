@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from numbers import Integral, Real
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["check_int", "check_float", "check_bool", "MAX_SEED"]
+__all__ = ["check_int", "check_float", "check_bool", "MAX_SEED", "SpecMeta"]
 
 MAX_SEED = 2**63 - 1
 """Largest seed accepted: every framework's seeding takes a signed 64-bit integer."""
@@ -53,3 +54,17 @@ def check_bool(value: object, what: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ConfigError(f"{what} must be True or False, got {value!r}")
     return bool(value)
+
+
+class SpecMeta(type):
+    """Metaclass of polyframe's specs (layers, losses, optimizers, schedules): a misspelt or
+    missing option is a :class:`ConfigError` that lists the valid ones, not a bare TypeError."""
+
+    def __call__(cls, *args: object, **kwargs: object) -> object:
+        signature = inspect.signature(cls.__init__)
+        try:
+            signature.bind(None, *args, **kwargs)
+        except TypeError as error:
+            options = ", ".join(list(signature.parameters)[1:])
+            raise ConfigError(f"{cls.__name__}: {error}; its options are: {options}") from None
+        return super().__call__(*args, **kwargs)

@@ -123,6 +123,43 @@ class Executable(abc.ABC):
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Replace the weights with canonical ones (already checked against the model)."""
 
+    # -- training state (checkpoints, callbacks); optional for third-party backends ------------
+    def get_optimizer_state(self) -> dict[str, np.ndarray]:
+        """The optimizer state in canonical form (:mod:`polyframe.optimizer_state`): ``"step"``
+        and ``"<param key>/<slot>"`` arrays in canonical layout, as copies."""
+        raise _unsupported(self, "export its optimizer state")
+
+    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        """Replace the optimizer state with a canonical one (already checked by the core)."""
+        raise _unsupported(self, "import an optimizer state")
+
+    def get_rng_state(self) -> dict[str, np.ndarray]:
+        """The backend's dropout RNG position as arrays, so a resumed run draws the same masks.
+        Its names and meaning are the backend's own; the default has none."""
+        return {}
+
+    def set_rng_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`get_rng_state` returned (on this same backend)."""
+        if state:
+            raise _unsupported(self, "restore an RNG state")
+
+    def get_learning_rate(self) -> float:
+        """The constant learning rate the next update uses (as set by
+        :meth:`set_learning_rate`); an optimizer with a schedule has none."""
+        raise _unsupported(self, "report its learning rate")
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """Use ``learning_rate`` for every later update, without recompiling the step. Only for
+        an optimizer with a constant rate (a schedule owns its rate)."""
+        raise _unsupported(self, "change its learning rate at run time")
+
+
+def _unsupported(executable: Executable, what: str) -> Exception:
+    from .errors import ConfigError
+
+    return ConfigError(f"the {type(executable).__name__} executable cannot {what}; its backend "
+                       "does not implement this part of polyframe's Executable contract")
+
 
 class Backend(abc.ABC):
     """A registered backend: identity and availability, cheap to create, no framework import."""

@@ -1,19 +1,26 @@
-"""Callbacks around the training loop, and the progress display.
+"""Callbacks around the training loop: the base class, the history, the progress display, a CSV
+log, and the callbacks plugins add through the ``polyframe_callbacks`` hook.
 
 A callback subclasses :class:`Callback` and overrides the events it needs; ``logs`` carry the
-running numbers (``loss``, metrics, ``val_*``).
+running numbers (``loss``, metrics, ``val_*``). The callbacks that watch a metric and act on the
+run (checkpoints, early stopping, learning-rate changes) are in :mod:`polyframe.monitoring`.
 """
 
 from __future__ import annotations
 
+import csv
+import os
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
+
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .trainer import Trainer
 
-__all__ = ["Callback", "History", "ProgressDisplay"]
+__all__ = ["Callback", "History", "ProgressDisplay", "CSVLogger", "plugin_callbacks"]
 
 
 class Callback:
@@ -35,8 +42,9 @@ class Callback:
 class History(Callback):
     """Per-epoch logs (``history["loss"]``, ...) and the loss of every training step."""
 
-    def __init__(self) -> None:
-        self.history: dict[str, list[float]] = {}
+    def __init__(self, history: dict[str, list[float]] | None = None) -> None:
+        self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
+        """Per-epoch values; a resumed run starts with the checkpoint's."""
         self.step_losses: list[float] = []
         self.epochs: list[int] = []
 
@@ -92,3 +100,59 @@ class ProgressDisplay(Callback):
         prefix = "\r" + " " * (self.width + 60) + "\r" if self.live else ""
         self.stream.write(f"{prefix}epoch {epoch + 1}/{self.epochs}  {_format(logs)}  ({seconds:.1f}s)\n")
         self.stream.flush()
+
+
+class CSVLogger(Callback):
+    """One CSV row per epoch: ``epoch`` (counted from 1 over the whole run) then the logs.
+
+    ``append=True`` adds to an existing file (e.g. when resuming); the header is written only
+    when the file is new or empty. Each row is flushed as it is written.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, append: bool = False, separator: str = ",") -> None:
+        self.path = Path(path)
+        self.append = bool(append)
+        self.separator = separator
+        self._keys: list[str] | None = None
+        self._file: TextIO | None = None
+
+    def on_train_begin(self, logs: dict) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            exists = self.append and self.path.is_file() and self.path.stat().st_size > 0
+            self._file = open(self.path, "a" if self.append else "w", newline="")
+        except OSError as exc:
+            raise ConfigError(f"CSVLogger cannot open {self.path}: {exc.strerror or exc}") from None
+        self._keys = None
+        if exists:
+            with open(self.path, newline="") as handle:
+                header = next(csv.reader(handle, delimiter=self.separator), None)
+            self._keys = header[1:] if header else None
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        assert self._file is not None
+        writer = csv.writer(self._file, delimiter=self.separator)
+        if self._keys is None:
+            self._keys = list(logs)
+            writer.writerow(["epoch", *self._keys])
+        writer.writerow([self.trainer.epoch, *(logs.get(key, "") for key in self._keys)])
+        self._file.flush()
+
+    def on_train_end(self, logs: dict) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def plugin_callbacks(trainer: Trainer) -> list[Callback]:
+    """The callbacks every installed plugin's ``polyframe_callbacks(trainer)`` hook returns."""
+    from .plugins import plugin_manager
+
+    found: list[Callback] = []
+    for callbacks in plugin_manager().hook.polyframe_callbacks(trainer=trainer):
+        for callback in callbacks or ():
+            if not isinstance(callback, Callback):
+                raise ConfigError(f"a polyframe plugin returned {callback!r} from "
+                                  "polyframe_callbacks; it must be a polyframe.Callback")
+            found.append(callback)
+    return found

@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                                          "`polyframe recommend` picks (cached bench results, else a short trial)")
     train.add_argument("--epochs", type=_positive_int, default=10)
     train.add_argument("--batch-size", type=_positive_int, default=32)
-    train.add_argument("--seed", type=_seed, default=0)
+    train.add_argument("--seed", type=_seed, help="default: the --resume checkpoint's, else 0")
     train.add_argument("--data", choices=DATASETS, default="digits",
                        help="dataset (default: digits, bundled with scikit-learn; wine and "
                             "breast_cancer are too; text is the standard library's source)")
@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="override the model file's learning rate")
     train.add_argument("--deterministic", action="store_true",
                        help="turn on the framework's deterministic kernels")
+    train.add_argument("--checkpoint-dir", metavar="DIR",
+                       help="write a checkpoint there at the end of every epoch (the newest 2 kept)")
+    train.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                       help="with --checkpoint-dir: also every N training steps")
+    train.add_argument("--resume", metavar="PATH",
+                       help="continue from a checkpoint (or the newest in a --checkpoint-dir); "
+                            "--epochs counts the whole run; the backend defaults to the checkpoint's")
     train.set_defaults(run=_train)
 
     bench = commands.add_parser(
@@ -198,7 +205,23 @@ def _learning_rate(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else f"schedule {value!r}"
 
 
+def _resume_defaults(args: argparse.Namespace) -> None:
+    """``--seed`` and ``--backend`` from the ``--resume`` checkpoint when not given."""
+    if args.checkpoint_every is not None and args.checkpoint_dir is None:
+        raise ConfigError("--checkpoint-every needs --checkpoint-dir")
+    if args.resume is None:
+        args.seed = 0 if args.seed is None else args.seed
+        return
+    from .checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(args.resume)
+    args.seed = checkpoint.meta["seed"] if args.seed is None else args.seed
+    if args.backend is None and not os.environ.get(ENV_BACKEND, "").strip():
+        args.backend = checkpoint.backend
+
+
 def _train(args: argparse.Namespace) -> int:
+    _resume_defaults(args)
     data = load(args.data, args.data_dir)
     recipe = load_model_file(args.model_file, data.input_shape, data.num_classes)
     optimizer = recipe.optimizer
@@ -211,8 +234,15 @@ def _train(args: argparse.Namespace) -> int:
     print(f"backend {trainer.backend_name} ({trainer.backend.framework} {version}), seed {args.seed}, "
           f"{args.epochs} epochs of batch {args.batch_size}, {type(optimizer).__name__} "
           f"lr {_learning_rate(optimizer.learning_rate)}")
+    callbacks = []
+    if args.checkpoint_dir is not None:
+        from .monitoring import ModelCheckpoint
+
+        callbacks.append(ModelCheckpoint(args.checkpoint_dir, every_n_steps=args.checkpoint_every))
+    if args.resume is not None:
+        print(f"resuming from {args.resume}")
     trainer.fit(data.x_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
-                validation_split=args.validation_split)
+                validation_split=args.validation_split, callbacks=callbacks, resume_from=args.resume)
     result = trainer.evaluate(data.x_test, data.y_test)
     shown = "  ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "loss")
     print(f"test {shown}  loss {result['loss']:.4f}  ({len(data.x_test)} samples)")

@@ -16,6 +16,8 @@ __all__ = [
     "LabelError",
     "NonFiniteLossError",
     "ModelFileError",
+    "CheckpointError",
+    "DistributedError",
 ]
 
 
@@ -53,3 +55,12 @@ class NonFiniteLossError(PolyframeError, ArithmeticError):
 
 class ModelFileError(PolyframeError):
     """A model file cannot be loaded or does not follow the model-file convention."""
+
+
+class CheckpointError(PolyframeError):
+    """A checkpoint cannot be written, is not a polyframe checkpoint, is truncated or corrupted,
+    or does not fit the model / trainer it is loaded into (nothing is changed then)."""
+
+
+class DistributedError(PolyframeError):
+    """A data-parallel worker failed, died or stopped answering; the whole job was stopped."""

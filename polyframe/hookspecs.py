@@ -17,3 +17,10 @@ def polyframe_backends() -> list[type]:
 
     Must be cheap: return classes, import no framework.
     """
+
+
+@hookspec
+def polyframe_callbacks(trainer: object) -> list:
+    """Return :class:`polyframe.Callback` objects to add to a :meth:`polyframe.Trainer.fit` of
+    ``trainer`` (possibly none: a plugin should add callbacks only when asked, e.g. by an
+    environment variable). Called once at the start of every fit."""

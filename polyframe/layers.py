@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from ._checks import check_bool, check_float, check_int
+from ._checks import SpecMeta, check_bool, check_float, check_int
 from .activations import check_activation
 from .errors import ConfigError, ShapeError
 
@@ -97,7 +97,7 @@ def _padding(value: str, where: str) -> str:
 
 
 @dataclass(frozen=True)
-class Layer:
+class Layer(metaclass=SpecMeta):
     """Base of all layer specs. Subclasses define ``kind``, ``params`` and ``output_shape``."""
 
     kind: ClassVar[str] = "layer"

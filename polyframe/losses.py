@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._checks import check_bool, check_float
+from ._checks import SpecMeta, check_bool, check_float
 from .errors import ConfigError, LabelError
 
 __all__ = [
@@ -45,7 +45,7 @@ def _numeric(y: object, what: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Loss:
+class Loss(metaclass=SpecMeta):
     """Base of loss specs."""
 
     kind: ClassVar[str] = "loss"

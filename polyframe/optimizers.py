@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import KW_ONLY, dataclass
 from typing import ClassVar
 
-from ._checks import check_bool, check_float
+from ._checks import SpecMeta, check_bool, check_float
 from .errors import ConfigError
 from .schedules import Constant, Schedule
 
@@ -28,7 +28,7 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get_optimizer"]
 
 
 @dataclass(frozen=True)
-class Optimizer:
+class Optimizer(metaclass=SpecMeta):
     """Base of optimizer specs: a learning rate (float or schedule) and gradient clipping."""
 
     kind: ClassVar[str] = "optimizer"

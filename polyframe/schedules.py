@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from ._checks import check_float, check_int
+from ._checks import SpecMeta, check_float, check_int
 from .errors import ConfigError
 
 __all__ = [
@@ -54,7 +54,7 @@ NUMPY_OPS: ArrayOps = _NumpyOps()
 
 
 @dataclass(frozen=True)
-class Schedule:
+class Schedule(metaclass=SpecMeta):
     """Base of learning-rate schedules."""
 
     kind: ClassVar[str] = "schedule"

@@ -11,13 +11,15 @@ import numpy as np
 
 from ._checks import MAX_SEED, check_bool, check_float, check_int
 from .backend import BuildOptions, Executable
-from .callbacks import Callback, History, ProgressDisplay
+from .callbacks import Callback, History, ProgressDisplay, plugin_callbacks
+from .checkpoint import Progress, ResumePoint, restore_checkpoint
 from .data import batch_indices, by_name, check_batch_size, check_inputs, split_validation
 from .errors import ConfigError, DataError, NonFiniteLossError
 from .execution import as_tuple, single_or_tuple
 from .losses import Loss, get_loss
 from .metrics import Metric, get_metric
 from .model import Model
+from .monitoring import ModelCheckpoint
 from .optimizers import Optimizer, get_optimizer
 from .plugins import default_backend_name, get_backend
 
@@ -85,6 +87,12 @@ class Trainer:
         self.epoch = 0
         self.stop_training = False
         """Set by a callback to end :meth:`fit` after the current batch."""
+        self.progress = Progress()
+        """The position inside the current epoch; with :attr:`epoch`, what a checkpoint records."""
+        self.history: History | None = None
+        """The :class:`History` of the latest :meth:`fit`."""
+        self.last_checkpoint = None
+        """The path of the newest checkpoint written or loaded, if any."""
 
     # -- weights -------------------------------------------------------------------------
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -152,11 +160,18 @@ class Trainer:
         shuffle: bool = True,
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
+        checkpoint_dir: str | None = None,
+        resume_from: str | None = None,
     ) -> History:
         """Train for ``epochs`` passes over ``(x, y)``; returns the :class:`History`.
 
         Batches are drawn in the core: a permutation seeded by ``(seed, epoch)`` when
         ``shuffle``, else in order. ``validation_split`` holds out the last fraction of the data.
+        ``checkpoint_dir`` adds a :class:`~polyframe.callbacks.ModelCheckpoint` there (one
+        checkpoint per epoch). ``resume_from`` (a checkpoint, or a directory of them: the newest)
+        restores the full training state and continues at the saved batch of the saved epoch;
+        ``epochs`` then counts the whole run, so the run ends after epoch ``epochs`` as an
+        uninterrupted ``fit(epochs=epochs)`` would (see docs/checkpoints.md).
         """
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ConfigError(f"epochs must be a positive int, got {epochs!r}")
@@ -175,24 +190,36 @@ class Trainer:
             x_native, y, *held_out = split_validation(x_native, y, validation_split)
             val = (held_out[0], held_out[1])
 
-        history = History()
-        listeners: list[Callback] = [history, *callbacks]
+        samples = len(x_native[0])
+        data = {"samples": samples, "batch_size": batch_size, "shuffle": shuffle}
+        resume = restore_checkpoint(self, resume_from, data=data) if resume_from is not None else None
+        self.progress.data = data
+        history = History(resume.history if resume is not None else None)
+        self.history = history
+        if checkpoint_dir is not None:
+            callbacks = [*callbacks, ModelCheckpoint(checkpoint_dir)]
+        listeners: list[Callback] = [history, *callbacks, *plugin_callbacks(self)]
         if progress:
             listeners.append(ProgressDisplay())
         for callback in listeners:
             callback.trainer = self
-        samples = len(x_native[0])
         steps = math.ceil(samples / batch_size)
-        _emit(listeners, "on_train_begin", {"epochs": epochs, "steps_per_epoch": steps})
         first_epoch = self.epoch
+        last_epoch = epochs if resume is not None else first_epoch + epochs
+        _emit(listeners, "on_train_begin", {"epochs": last_epoch - first_epoch, "steps_per_epoch": steps})
         self.stop_training = False
-        for epoch in range(first_epoch, first_epoch + epochs):
+        for epoch in range(first_epoch, last_epoch):
             _emit(listeners, "on_epoch_begin", epoch, {})
             for _, metric in self.metrics:
                 metric.reset()
-            total, seen = 0.0, 0
+            total, seen, skip = 0.0, 0, 0
+            if resume is not None and epoch == first_epoch:
+                total, seen, skip = resume.loss_total, resume.seen, resume.batch
+                _restore_metrics(self.metrics, resume)
             order = batch_indices(samples, batch_size, seed=self.seed, epoch=epoch, shuffle=shuffle)
             for step, index in enumerate(order):
+                if step < skip:
+                    continue
                 y_batch = _take(y, index)
                 loss, outputs = self.executable.train_step(_take(x_native, index), y_batch)
                 if not math.isfinite(loss):
@@ -200,11 +227,12 @@ class Trainer:
                         f"the training loss became {loss} at epoch {epoch + 1}, step {step + 1} "
                         f"on backend {self.backend_name!r}; the weights are no longer usable. "
                         "Lower the learning rate, check the data for extreme values, or "
-                        "normalise the inputs, then train again"
+                        "normalise the inputs, then train again" + _last_good(self.last_checkpoint)
                     )
                 total += loss * len(index)
                 seen += len(index)
                 self._update_metrics(y_batch, outputs)
+                self.progress = Progress(step + 1, self.progress.step + 1, total, seen, data)
                 _emit(listeners, "on_batch_end", step,
                       {"epoch": epoch - first_epoch, "batch_loss": loss, "loss": total / seen})
                 if self.stop_training:
@@ -213,6 +241,7 @@ class Trainer:
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_prepared(*val, batch_size).items()})
             self.epoch = epoch + 1
+            self.progress = Progress(0, self.progress.step, 0.0, 0, data)
             _emit(listeners, "on_epoch_end", epoch - first_epoch, logs)
             if self.stop_training:
                 break
@@ -289,6 +318,19 @@ def _check_callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
         if not isinstance(callback, Callback):
             raise ConfigError(f"callbacks must subclass polyframe.Callback, got {callback!r}")
     return list(callbacks)
+
+
+def _restore_metrics(metrics: list[tuple[int, Metric]], resume: ResumePoint) -> None:
+    """Put back the running metric counts of a checkpoint written inside an epoch."""
+    for (_, metric), state in zip(metrics, resume.metric_states):
+        for name, value in state.items():
+            setattr(metric, name, value)
+
+
+def _last_good(path: object) -> str:
+    if path is None:
+        return ""
+    return f". The last good checkpoint is {path}; resume from it (resume_from= / --resume)"
 
 
 def _emit(callbacks: list[Callback], event: str, *args: object) -> None:

@@ -254,3 +254,15 @@ def test_return_state_matches_reference_on_every_backend(backend):
     after = trainer.get_weights()
     for key, grad in grads.items():
         np.testing.assert_allclose(weights[key] - after[key], grad, rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("build, words", [
+    (lambda: pf.Dense(10, activaton="relu"), "unexpected keyword argument 'activaton'.*units, activation"),
+    (lambda: pf.Dense(3, activation="swishy"), "unknown activation 'swishy'"),
+    (lambda: pf.Conv2D(filters=4), "missing a required argument: 'kernel_size'"),
+    (lambda: pf.Adam(lr=0.1), "unexpected keyword argument 'lr'.*learning_rate"),
+    (lambda: pf.MeanSquaredError(reduction="sum"), "unexpected keyword argument 'reduction'"),
+])
+def test_unknown_options_are_polyframe_errors_that_list_the_valid_ones(build, words):
+    with pytest.raises(ConfigError, match=words):
+        build()

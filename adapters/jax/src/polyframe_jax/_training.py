@@ -154,5 +154,10 @@ def _transformation(spec: Optimizer) -> optax.GradientTransformation:
         chain.append(optax.clip(spec.clip_value))
     if spec.clip_norm is not None:
         chain.append(optax.clip_by_global_norm(spec.clip_norm))
-    chain.append(build(spec, _learning_rate(spec)))
+    rate = _learning_rate(spec)
+    if callable(rate):
+        chain.append(build(spec, rate))
+    else:  # a constant rate lives in the optimizer state: changing it needs no recompile
+        chain.append(optax.inject_hyperparams(lambda learning_rate: build(spec, learning_rate))(
+            learning_rate=rate))
     return optax.chain(*chain) if len(chain) > 1 else chain[0]

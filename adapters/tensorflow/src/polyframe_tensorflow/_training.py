@@ -146,11 +146,15 @@ class _Update(tf.Module):
         self.spec = spec
         self.params = tuple(variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.rate = tf.Variable(spec.constant_learning_rate or 0.0, dtype=tf.float32,
+                                trainable=False, name="learning_rate")
+        """A constant learning rate, read by the compiled update (so it can change unretraced)."""
         self._compiled = tf.function(self._update, jit_compile=JIT_COMPILE_UPDATE, autograph=False)
 
     def _update(self, grads: Sequence[Tensor]) -> None:
         t = self.step.assign_add(1)
-        self.apply(_clip(self.spec, grads), _learning_rate(self.spec, t), t)
+        lr = self.rate if self.spec.constant_learning_rate is not None else _learning_rate(self.spec, t)
+        self.apply(_clip(self.spec, grads), lr, t)
 
     def apply(self, grads: Sequence[Tensor], lr: Tensor | float, t: Tensor) -> None:
         """Apply update number ``t`` (from 1) with learning rate ``lr``."""
