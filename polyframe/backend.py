@@ -79,6 +79,9 @@ class BuildOptions:
     deterministic: bool = False
     loss_weights: tuple[float, ...] | None = None
     """For a model with several outputs: the weight of each output's loss in the total."""
+    precision: str = "float32"
+    """``"float32"``, or ``"bf16-mixed"`` / ``"fp16-mixed"``: compute in the half type with
+    float32 master weights (fp16 with dynamic loss scaling); see :mod:`polyframe.precision`."""
 
 
 class StepResult(NamedTuple):
@@ -172,6 +175,12 @@ class Backend(abc.ABC):
     """``"module:Class"`` of the :class:`Executable`; imported (with the framework) on first build."""
     priority: ClassVar[int] = 100
     """Lower comes first when polyframe picks a default backend among the available ones."""
+    distributed: ClassVar[str | None] = None
+    """``"module:Class"`` of its :class:`polyframe.distributed.DataParallelEngine`, run in each
+    worker process of a data-parallel job; ``None``: the backend trains on one device only."""
+    distributed_processes: ClassVar[str] = "per_device"
+    """``"per_device"``: one worker process per device (torch DDP); ``"per_node"``: one process
+    drives every local device (a ``tf.distribute`` strategy, a JAX mesh)."""
 
     def availability(self) -> Availability:
         """Whether the framework is importable here; does not import it."""

@@ -6,6 +6,7 @@ import copy
 import math
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from .backend import BuildOptions, Executable
 from .callbacks import Callback, History, ProgressDisplay, plugin_callbacks
 from .checkpoint import Progress, ResumePoint, restore_checkpoint
 from .data import batch_indices, by_name, check_batch_size, check_inputs, split_validation
+from .distributed import build_data_parallel, check_parallel
 from .errors import ConfigError, DataError, NonFiniteLossError
 from .execution import as_tuple, single_or_tuple
 from .losses import Loss, get_loss
@@ -22,6 +24,7 @@ from .model import Model
 from .monitoring import ModelCheckpoint
 from .optimizers import Optimizer, get_optimizer
 from .plugins import default_backend_name, get_backend
+from .precision import check_precision
 
 __all__ = ["Trainer"]
 
@@ -36,6 +39,11 @@ class Trainer:
     stderr which one it chose and on what evidence, and keeps that in :attr:`choice`. Initial
     weights are polyframe's canonical ones for ``seed``, so they are identical on every backend.
     ``metrics=None`` means accuracy for cross-entropy and none for regression losses.
+
+    ``strategy="data_parallel"`` with ``devices=N`` trains on N workers of the backend's own
+    distributed engine, each taking its contiguous slice of every global batch
+    (:mod:`polyframe.distributed`, docs/distributed.md). ``precision`` is ``"float32"``,
+    ``"bf16-mixed"`` or ``"fp16-mixed"`` (float32 master weights; :mod:`polyframe.precision`).
 
     A model with several inputs takes ``x`` as a list (in ``model.inputs`` order) or a dict
     keyed by input name; with several outputs, ``y`` likewise (keyed by output name), ``loss``
@@ -55,6 +63,10 @@ class Trainer:
         backend: str | None = None,
         seed: int = 0,
         deterministic: bool = False,
+        strategy: str = "single",
+        devices: int = 1,
+        nodes: int = 1,
+        precision: str = "float32",
     ) -> None:
         if not isinstance(model, Model):
             raise ConfigError(f"Trainer needs a polyframe model, got {type(model).__name__}")
@@ -69,6 +81,8 @@ class Trainer:
         self.metrics = self._metrics(metrics)
         self.seed = check_int(seed, "seed", minimum=0, maximum=MAX_SEED)
         deterministic = check_bool(deterministic, "deterministic")
+        parallel = check_parallel(strategy, devices, nodes)
+        precision = check_precision(precision)
         requested = default_backend_name() if backend is None else backend
         self.choice = None
         """With ``backend="auto"``: the :class:`polyframe.selector.Choice` made, and its evidence."""
@@ -80,10 +94,12 @@ class Trainer:
             requested = self.choice.backend
         self.backend_name = requested
         self.backend = get_backend(self.backend_name)
-        self.executable: Executable = self.backend.build(
-            model, model.init_weights(self.seed), self.loss, self.optimizer,
-            BuildOptions(seed=self.seed, deterministic=deterministic, loss_weights=self.loss_weights),
-        )
+        options = BuildOptions(seed=self.seed, deterministic=deterministic,
+                               loss_weights=self.loss_weights, precision=precision)
+        build = self.backend.build if parallel is None else partial(build_data_parallel, self.backend,
+                                                                    parallel=parallel)
+        self.executable: Executable = build(model, model.init_weights(self.seed), self.loss,
+                                            self.optimizer, options)
         self.epoch = 0
         self.stop_training = False
         """Set by a callback to end :meth:`fit` after the current batch."""

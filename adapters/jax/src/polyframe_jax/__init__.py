@@ -19,6 +19,8 @@ class JaxBackend(Backend):
     framework = "jax"
     framework_distribution = "jax"
     executable = "polyframe_jax._executable:JaxExecutable"
+    distributed = "polyframe_jax._distributed:JaxDataParallelEngine"
+    distributed_processes = "per_node"
     adapter_distribution = "polyframe-jax"
     priority = 20
 

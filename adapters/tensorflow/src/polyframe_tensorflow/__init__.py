@@ -28,6 +28,8 @@ class TensorFlowBackend(Backend):
     framework = "tensorflow"
     framework_distribution = "tensorflow-cpu"
     executable = "polyframe_tensorflow._executable:TensorFlowExecutable"
+    distributed = "polyframe_tensorflow._distributed:TensorFlowDataParallelEngine"
+    distributed_processes = "per_node"
     adapter_distribution = "polyframe-tensorflow"
     priority = 30
 

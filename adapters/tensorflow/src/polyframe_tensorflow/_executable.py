@@ -395,7 +395,8 @@ class TensorFlowExecutable(Executable):
         self._optimizer = _optimizer(optimizer, self._net.ordered)
         x_specs = [tf.TensorSpec((None, *shape), tf.float32) for shape in model.input_shapes]
         self._inputs = len(x_specs)
-        self._train = _Step(self._train_graph, *x_specs, *y_specs)
+        self._train_specs = (*x_specs, *y_specs)
+        self._train = _Step(self._train_graph, *self._train_specs)
         self._eval = _Step(self._eval_graph, *x_specs, *y_specs)
         self._predict = _Step(self._predict_graph, *x_specs)
 

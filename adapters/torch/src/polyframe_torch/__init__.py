@@ -18,6 +18,7 @@ class TorchBackend(Backend):
     framework = "torch"
     framework_distribution = "torch"
     executable = "polyframe_torch._executable:TorchExecutable"
+    distributed = "polyframe_torch._distributed:TorchDataParallelEngine"
     adapter_distribution = "polyframe-torch"
     priority = 10
 

@@ -44,6 +44,7 @@ from polyframe.model import Model, Node
 from polyframe.optimizers import Optimizer
 
 from ._attention import ATTENTION_LAYERS, build_attention_layer
+from ._precision import Precision
 from ._training import _loss_function, _optimizer
 
 __all__ = ["TorchExecutable"]
@@ -401,14 +402,19 @@ class TorchExecutable(Executable):
         self._loss_weights = options.loss_weights
         self._optimizer = _optimizer(optimizer, [p for p in self.module.parameters() if p.requires_grad])
         self._training: bool | None = None
+        self._precision = Precision(options.precision)
 
     def _mode(self, training: bool) -> None:
         if self._training is not training:
             self.module.train(training)
             self._training = training
 
-    def _forward(self, x: np.ndarray | tuple[np.ndarray, ...]) -> tuple[torch.Tensor, ...]:
-        return self.module(*(torch.from_numpy(part) for part in as_tuple(x)))
+    def _forward(self, x: np.ndarray | tuple[np.ndarray, ...], module: nn.Module | None = None
+                 ) -> tuple[torch.Tensor, ...]:
+        """Outputs of ``module`` (default: the model) in float32, computed in the precision's type."""
+        with self._precision.autocast():
+            outputs = (module or self.module)(*(torch.from_numpy(part) for part in as_tuple(x)))
+        return tuple(o.float() for o in outputs)
 
     def _loss(self, outputs: tuple[torch.Tensor, ...], y: np.ndarray | tuple[np.ndarray, ...]) -> torch.Tensor:
         return weighted_sum([fn(o, torch.from_numpy(t)) for fn, o, t
@@ -427,8 +433,7 @@ class TorchExecutable(Executable):
         self._optimizer.zero_grad(set_to_none=True)
         outputs = self._forward(x)
         loss = self._loss(outputs, y)
-        loss.backward()
-        self._optimizer.step()
+        self._precision.backward_and_step(loss, self._optimizer)
         return StepResult(loss.item(), self._host(outputs))
 
     @torch.inference_mode()
