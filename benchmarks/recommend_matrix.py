@@ -52,6 +52,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="bench: warm-up steps per run")
     p.add_argument("--repeats", type=int, default=1, help="bench: runs (processes) per cell")
     p.add_argument("--trial-steps", type=int, default=20, help="recommend --measure: timed steps")
+    p.add_argument("--trial-repeats", type=int, default=3,
+                   help="recommend --measure: processes per backend, in rotating order")
     p.add_argument("--trial-warmup", type=int, default=5, help="recommend --measure: warm-up steps")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per run")
@@ -87,7 +89,7 @@ def markdown(record: dict) -> str:
         f"`polyframe bench` (polyframe only, no baselines): {s['steps']} timed steps after {s['warmup']} "
         f"warm-up, {s['repeats']} process(es) per cell, {s['threads']} threads, {s['data']}. "
         f"`polyframe recommend --measure`: {s['trial_steps']} timed steps after {s['trial_warmup']} warm-up, "
-        "one process per backend. The estimate alone is the prior of polyframe/selector/recommend_rules.json "
+        f"{s.get('trial_repeats', 1)} process(es) per backend in rotating order. The estimate alone is the prior of polyframe/selector/recommend_rules.json "
         "(no trial, no cache); its cpu numbers were calibrated on a machine like this one, so it is not "
         "an independent test of the prior elsewhere.",
         "",
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
     data = load(args.data, data_dir)
     machine = probe()
-    trial = TrialSettings(args.trial_steps, args.trial_warmup, args.threads, args.timeout)
+    trial = TrialSettings(args.trial_steps, args.trial_warmup, args.threads, args.timeout,
+                          repeats=args.trial_repeats)
     print(f"machine: {machine.describe()}; backends {', '.join(backends)}", flush=True)
     cells = []
     started = time.perf_counter()
@@ -148,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine.to_dict(), "machine_text": machine.describe(), "backends": list(backends),
         "settings": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
                      "trial_steps": args.trial_steps, "trial_warmup": args.trial_warmup,
+                     "trial_repeats": args.trial_repeats,
                      "threads": args.threads, "data": args.data},
         "wall_s": time.perf_counter() - started,
         "cells": cells, "rates": agreement_rates(cells),

@@ -167,6 +167,8 @@ def _add_recommend(commands: argparse._SubParsersAction) -> None:
                      help="recommend for a machine described in JSON (Machine fields, or a bench.json)")
     rec.add_argument("--measure", action="store_true", help="time a short trial of each backend here")
     rec.add_argument("--trial-steps", type=_positive_int, default=20, help="timed steps per trial")
+    rec.add_argument("--trial-repeats", type=_positive_int, default=3,
+                     help="trial processes per backend, started in rotating order (median taken)")
     rec.add_argument("--trial-warmup", type=_seed, default=5, help="untimed steps before them")
     rec.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1)
     rec.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per trial")
@@ -366,7 +368,8 @@ def _recommend(args: argparse.Namespace) -> int:
 
     rec = recommend(workload, machine=machine, described=machine is not None, device=args.device,
                     measure=args.measure, use_cache=not args.no_cache, backends=args.backends,
-                    trial=TrialSettings(args.trial_steps, args.trial_warmup, args.threads, args.timeout),
+                    trial=TrialSettings(args.trial_steps, args.trial_warmup, args.threads, args.timeout,
+                                        repeats=args.trial_repeats),
                     on_trial=progress)
     if args.json:
         print(json.dumps(rec.to_dict(), indent=1))

@@ -362,8 +362,10 @@ def test_measured_trial_runs_each_backend_in_its_own_process(fake_backends, tmp_
                             data="digits", dataset_size=len(data.x_train))
     seen = []
     rec = recommend(w, measure=True, backends=("refslow", "reffast", "refbroken"),
-                    trial=TrialSettings(steps=3, warmup=1, threads=1, timeout_s=60), on_trial=seen.append)
-    assert [r.spec.backend for r in seen] == ["refslow", "reffast", "refbroken"]
+                    trial=TrialSettings(steps=3, warmup=1, threads=1, timeout_s=60, repeats=2),
+                    on_trial=seen.append)
+    # round 2 starts one backend later and skips the backend whose trial failed
+    assert [r.spec.backend for r in seen] == ["refslow", "reffast", "refbroken", "reffast", "refslow"]
     assert rec.basis == "measured" and "short trial" in rec.basis_text
     rows = {r.backend: r for r in rec.ranking}
     assert rows["refslow"].step_ms >= 30.0  # the planted 30 ms sleep: a lower bound, not a speed claim

@@ -79,7 +79,7 @@ def choose_backend(workload: Workload, *, machine: Machine | None = None,
     rec = recommend(workload, machine=machine, backends=backends)
     if rec.basis not in ("cached", "rule", "none") and workload.model_file and workload.data:
         rec = recommend(workload, machine=machine, backends=backends, measure=True,
-                        trial=trial or TrialSettings(steps=5, warmup=2))
+                        trial=trial or TrialSettings(steps=5, warmup=2, repeats=1))
     if rec.best is None:
         reasons = "; ".join(f"{e.backend}: {e.reason}" for e in rec.excluded) or \
             "; ".join(f"{r.backend}: {r.detail}" for r in rec.ranking) or "no backend registered"
@@ -97,7 +97,7 @@ def choose_backend_for_model(model: Sequential, loss: Loss, optimizer: Optimizer
                              backends: tuple[str, ...] | None = None,
                              trial: TrialSettings | None = None) -> Choice:
     """:func:`choose_backend` for an in-memory model: a trial runs it, pickled, on synthetic data."""
-    trial = trial or TrialSettings(steps=5, warmup=2)
+    trial = trial or TrialSettings(steps=5, warmup=2, repeats=1)
     samples = max(256, batch_size * (trial.steps + trial.warmup))
     with tempfile.TemporaryDirectory(prefix="polyframe-auto-") as tmp:
         recipe = Path(tmp) / "recipe.pkl"

@@ -43,13 +43,17 @@ class Evidence:
 
 @dataclass(frozen=True)
 class TrialSettings:
-    """How ``--measure`` times each backend: warm-up and timed steps in one fresh process each."""
+    """How ``--measure`` times each backend: ``repeats`` fresh processes per backend, started in
+    rotating order (so a slow spell of a shared machine does not fall on one backend), each
+    timing ``steps`` steps after ``warmup``; the backend's step time is the median of its
+    processes' medians."""
 
     steps: int = 20
     warmup: int = 5
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     timeout_s: float = 180.0
     seed: int = 0
+    repeats: int = 3
 
 
 def _timed(backend: str, kind: str, batch: int, step_ms: float, iqr: tuple[float, float] | None,
@@ -59,26 +63,44 @@ def _timed(backend: str, kind: str, batch: int, step_ms: float, iqr: tuple[float
 
 def measured_evidence(workload: Workload, backends: list[str], settings: TrialSettings,
                       on_result: Callable[[RunResult], None] = lambda r: None) -> dict[str, Evidence]:
-    """Time each backend with a short trial, each in its own process (``polyframe bench``'s
-    worker, polyframe implementation only)."""
+    """Time each backend with short trials in their own processes (``polyframe bench``'s worker,
+    polyframe implementation only), interleaved across backends."""
     if not workload.model_file or not workload.data:
         raise ConfigError("a measured trial needs a model file and a dataset; give MODEL_FILE "
                           "(and --data), or drop --measure")
+    medians: dict[str, list[float]] = {b: [] for b in backends}
+    pooled: dict[str, list[float]] = {b: [] for b in backends}
+    first: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    for round_index in range(settings.repeats):
+        shift = round_index % len(backends)
+        for backend in backends[shift:] + backends[:shift]:
+            if backend in failed:
+                continue
+            spec = RunSpec("polyframe", backend, workload.model_file, workload.batch_size,
+                           settings.steps, settings.warmup, settings.threads, workload.data,
+                           workload.data_dir, settings.seed)
+            result = run_one(spec, settings.timeout_s)
+            on_result(result)
+            if result.status != "ok" or not result.result:
+                failed[backend] = f"the trial {result.status}: {result.error}"
+                continue
+            steps = np.asarray(result.result["step_s"]) * 1e3
+            medians[backend].append(float(np.median(steps)))
+            pooled[backend].extend(steps.tolist())
+            first.setdefault(backend, 1e3 * result.result["first_step_s"])
     found = {}
     for backend in backends:
-        spec = RunSpec("polyframe", backend, workload.model_file, workload.batch_size, settings.steps,
-                       settings.warmup, settings.threads, workload.data, workload.data_dir, settings.seed)
-        result = run_one(spec, settings.timeout_s)
-        on_result(result)
-        if result.status != "ok" or not result.result:
-            found[backend] = Evidence(backend, "measured", None, f"the trial {result.status}: {result.error}")
+        if backend in failed:
+            found[backend] = Evidence(backend, "measured", None, failed[backend])
             continue
-        steps = np.asarray(result.result["step_s"]) * 1e3
-        q1, q3 = (float(v) for v in np.percentile(steps, [25, 75]))
-        median = float(np.median(steps))
-        found[backend] = _timed(backend, "measured", workload.batch_size, median, (q1, q3),
-                                f"trial: median of {len(steps)} steps after {settings.warmup} warm-up, "
-                                f"IQR {q1:.2f}-{q3:.2f} ms, first step {1e3 * result.result['first_step_s']:.0f} ms")
+        q1, q3 = (float(v) for v in np.percentile(pooled[backend], [25, 75]))
+        median = statistics.median(medians[backend])
+        found[backend] = _timed(
+            backend, "measured", workload.batch_size, median, (q1, q3),
+            f"trial: median of {len(medians[backend])} process medians, {settings.steps} steps "
+            f"each after {settings.warmup} warm-up, IQR {q1:.2f}-{q3:.2f} ms, first step "
+            f"{first[backend]:.0f} ms")
     return found
 
 
