@@ -107,5 +107,7 @@ for _level in (
           "bitwise: batches seen, per-step losses and outputs, final weights"),
     Level("errors", 8, "errors", _BUILT_IN + "test_errors",
           "exact polyframe error type per bad input"),
+    Level("data-parallel", 9, "data-parallel training", _BUILT_IN + "test_data_parallel",
+          "2 workers vs 1, same global batch: per-step loss of 100 steps within 1e-3 relative"),
 ):
     register_level(_level)
