@@ -110,7 +110,7 @@ def test_rules_file_that_is_not_json_is_a_config_error(tmp_path):
 @pytest.mark.parametrize("change, device, expected", [
     ({"precision": "bf16-mixed"}, "cpu", {b: "precision-float32-only" for b in ("torch", "tensorflow", "jax")}),
     ({"parallel": "data"}, "cpu", {b: "single-device-only" for b in ("torch", "tensorflow", "jax")}),
-    ({"family": "Transformer"}, "cpu", {b: "no-attention-layers" for b in ("torch", "tensorflow", "jax")}),
+    ({"family": "Transformer"}, "cpu", {}),
     ({}, "cpu", {}),
 ])
 def test_exclusion_rules_match_the_workload(change, device, expected):
@@ -390,8 +390,9 @@ def test_workload_from_options_and_bad_input_on_the_command_line(tmp_path, cache
                         "--batch-size", "256", "--json").stdout)
     assert ok["workload"]["family"] == "MLP" and ok["basis"] == "estimated"
     assert any("activation memory not estimated" in n for n in ok["notes"])
-    attention = cli("recommend", "--family", "Transformer", "--params", "1000", "--flops", "2000")
-    assert attention.returncode == 1 and "no-attention-layers" in attention.stdout
+    attention = json.loads(cli("recommend", "--family", "Transformer", "--params", "1000", "--flops",
+                               "2000", "--json").stdout)
+    assert attention["workload"]["family"] == "Transformer" and not attention["excluded"]
     bad = tmp_path / "box.json"
     bad.write_text('{"cores": "many"}')
     for args, fragment in [(("recommend",), "give MODEL_FILE, or --family"),
@@ -570,3 +571,18 @@ def test_train_backend_auto_on_the_command_line_says_what_it_chose(cache):
     assert result.returncode == 0, result.stderr
     assert "backend auto chose torch: cached 1.00 ms/step at batch 128" in result.stdout
     assert "backend torch (torch" in result.stdout and "test accuracy" in result.stdout
+
+
+def test_attention_models_are_the_transformer_family_with_their_flops_counted():
+    tokens = pf.Input((6,), dtype="int32")
+    h = pf.Embedding(20, 8)(tokens)
+    h = pf.TransformerEncoderBlock(num_heads=2, key_dim=4, ff_dim=16, causal=True)(h)
+    model = pf.Model(tokens, pf.Dense(20)(pf.Flatten()(h)))
+    w = workload_from_model(model, pf.SparseCategoricalCrossentropy(), pf.Adam(), batch_size=8)
+    assert w.family == "Transformer"
+    # attention: q, k, v, out projections 4 * 2*L*E*(H*Dk) = 4*2*6*8*8, scores and weighted sum
+    # 2 * 2*H*L*L*Dk = 2*2*2*6*6*4, softmax 5*H*L*L; feed-forward 4*L*E*ff; norms 10*L*E;
+    # the head's Dense 2*48*20 + 20 bias.
+    attention = 4 * 2 * 6 * 8 * 8 + 2 * 2 * 2 * 6 * 6 * 4 + 5 * 2 * 6 * 6
+    expected = attention + 4 * 6 * 8 * 16 + 10 * 6 * 8 + 2 * 48 * 20 + 20
+    assert forward_flops(model) == expected

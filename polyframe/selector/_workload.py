@@ -121,9 +121,29 @@ def _node_flops(node: Node) -> int:
         steps, features = node.input_shape
         units, gates = layer.units, _RECURRENT_KINDS[kind]  # type: ignore[attr-defined]
         return steps * (2 * (features + units) * gates * units + gates * units + 10 * units)
+    if kind == "multi_head_attention":
+        shapes = node.input_shape
+        (length, width), (keys, value_width) = shapes[0], shapes[1] if len(shapes) > 1 else shapes[0]
+        return _attention_flops(length, keys, width, value_width, layer.num_heads,  # type: ignore[attr-defined]
+                                layer.key_dim, layer.value_dim)  # type: ignore[attr-defined]
+    if kind == "transformer_encoder_block":
+        length, width = node.input_shape[0] if isinstance(node.input_shape[0], tuple) else node.input_shape
+        heads, key_dim, ff = layer.num_heads, layer.key_dim, layer.ff_dim  # type: ignore[attr-defined]
+        return (_attention_flops(length, length, width, width, heads, key_dim, key_dim)
+                + 4 * length * width * ff + 10 * length * width)
+    if kind == "layer_norm":
+        return 5 * out
     if isinstance(layer, (Activation, Dropout)):
         return out
-    return 0  # Flatten, Reshape and shape-only layers
+    return 0  # Flatten, Reshape, Embedding (a lookup) and shape-only layers
+
+
+def _attention_flops(length: int, keys: int, width: int, value_width: int, heads: int,
+                     key_dim: int, value_dim: int) -> int:
+    """Projections of queries, keys, values and the output, scores, softmax and the weighted sum."""
+    projections = 2 * heads * (length * width * key_dim + keys * value_width * (key_dim + value_dim)
+                               + length * value_dim * width)
+    return projections + 2 * heads * length * keys * (key_dim + value_dim) + 5 * heads * length * keys
 
 
 def forward_flops(model: Model) -> int:
@@ -133,6 +153,8 @@ def forward_flops(model: Model) -> int:
 
 def _family(model: Model) -> str:
     kinds = {n.layer.kind for n in model.nodes}
+    if kinds & {"multi_head_attention", "transformer_encoder_block"}:
+        return "Transformer"
     return "RNN" if kinds & set(_RECURRENT_KINDS) else "CNN" if kinds & _CONV_KINDS else "MLP"
 
 
