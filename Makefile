@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.polyframe-installed
-PACKAGES := -e '.[test,bench]' -e adapters/torch -e 'adapters/tensorflow[cpu]' -e adapters/jax -e conformance keras
+PACKAGES := -e '.[test,bench]' -e adapters/torch -e 'adapters/tensorflow[cpu]' -e adapters/jax -e conformance keras -e plugins/tensorboard
 MNIST_DIR ?= ../shared/data/mnist
 
 .PHONY: setup demo test test-slow conformance conformance-slow bench bench-compare clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt adapters/torch/pyproject.toml adapters/tensorflow/pyproject.toml adapters/jax/pyproject.toml conformance/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt plugins/tensorboard/pyproject.toml adapters/torch/pyproject.toml adapters/tensorflow/pyproject.toml adapters/jax/pyproject.toml conformance/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt $(PACKAGES)

@@ -28,7 +28,7 @@ __all__ = ["ModelCheckpoint", "EarlyStopping", "ReduceLROnPlateau", "LearningRat
 def get_learning_rate(trainer) -> float:
     """The learning rate ``trainer``'s next update uses."""
     if trainer.optimizer.constant_learning_rate is None:
-        return float(trainer.optimizer.schedule(trainer.executable.get_optimizer_state()["step"]))
+        return float(trainer.optimizer.schedule(int(trainer.executable.get_optimizer_state()["step"])))
     return trainer.executable.get_learning_rate()
 
 
