@@ -179,6 +179,8 @@ class Backend(abc.ABC):
     """``"module:Class"`` of its :class:`polyframe.distributed.DataParallelEngine`, run in each
     worker process of a data-parallel job; ``None``: the backend trains on one device only."""
     distributed_processes: ClassVar[str] = "per_device"
+    precisions: ClassVar[tuple[str, ...]] = ("float32",)
+    """The ``precision`` options its executables implement (:mod:`polyframe.precision`)."""
     """``"per_device"``: one worker process per device (torch DDP); ``"per_node"``: one process
     drives every local device (a ``tf.distribute`` strategy, a JAX mesh)."""
 

@@ -94,6 +94,9 @@ class Trainer:
             requested = self.choice.backend
         self.backend_name = requested
         self.backend = get_backend(self.backend_name)
+        if precision not in self.backend.precisions:
+            raise ConfigError(f"precision={precision!r} is not supported on the {self.backend_name!r} "
+                              f"backend; it supports {', '.join(map(repr, self.backend.precisions))}")
         options = BuildOptions(seed=self.seed, deterministic=deterministic,
                                loss_weights=self.loss_weights, precision=precision)
         build = self.backend.build if parallel is None else partial(build_data_parallel, self.backend,

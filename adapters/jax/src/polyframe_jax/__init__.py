@@ -21,6 +21,7 @@ class JaxBackend(Backend):
     executable = "polyframe_jax._executable:JaxExecutable"
     distributed = "polyframe_jax._distributed:JaxDataParallelEngine"
     distributed_processes = "per_node"
+    precisions = ("float32", "bf16-mixed")
     adapter_distribution = "polyframe-jax"
     priority = 20
 

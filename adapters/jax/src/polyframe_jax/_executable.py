@@ -47,6 +47,7 @@ from polyframe.model import Model, Node
 from polyframe.optimizers import Optimizer
 
 from ._attention import ATTENTION_BUILDERS
+from ._precision import compute_dtype, to_compute, to_float32
 from ._training import _loss_fn, _transformation
 
 __all__ = ["JaxExecutable"]
@@ -384,6 +385,7 @@ class JaxExecutable(Executable):
         self._losses, self._target_dtypes = zip(*(_loss_fn(spec) for spec in as_tuple(loss)))
         self._loss_weights = options.loss_weights
         self._tx = _transformation(optimizer)
+        self._compute_dtype = compute_dtype(options.precision)
         self._params = _to_device(weights, self._trainable)
         self._state = _to_device(weights, self._state_keys)
         self._opt_state = self._tx.init(self._params)
@@ -396,7 +398,12 @@ class JaxExecutable(Executable):
     def _forward(self, params: Params, x: tuple[jax.Array, ...], key: jax.Array | None = None,
                  new_state: Params | None = None) -> tuple[jax.Array, ...]:
         new_state = {} if new_state is None else new_state
-        return self._program.run(x, lambda apply, value: apply(params, value, key, new_state))
+        params, x = to_compute((params, x), self._compute_dtype)
+        outputs = self._program.run(x, lambda apply, value: apply(params, value, key, new_state))
+        if self._compute_dtype is None:
+            return outputs
+        new_state.update(to_float32(new_state))
+        return to_float32(tuple(outputs))
 
     def _loss(self, outputs: tuple[jax.Array, ...], y: tuple[jax.Array, ...]) -> jax.Array:
         return weighted_sum([fn(o, t) for fn, o, t in zip(self._losses, outputs, y)],

@@ -385,6 +385,9 @@ class TensorFlowExecutable(Executable):
 
     def __init__(self, model: Model, weights: dict[str, np.ndarray], loss: Loss | tuple[Loss, ...],
                  optimizer: Optimizer, options: BuildOptions) -> None:
+        if options.precision != "float32":
+            raise ConfigError(f"precision={options.precision!r} is not supported on the tensorflow "
+                              "backend yet; use 'float32' here, or bf16-mixed on torch or jax")
         if options.deterministic:
             tf.config.experimental.enable_op_determinism()
         self._net = _Network(model, model.check_weights(weights), options.seed)

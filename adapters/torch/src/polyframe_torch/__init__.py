@@ -19,6 +19,7 @@ class TorchBackend(Backend):
     framework_distribution = "torch"
     executable = "polyframe_torch._executable:TorchExecutable"
     distributed = "polyframe_torch._distributed:TorchDataParallelEngine"
+    precisions = ("float32", "bf16-mixed", "fp16-mixed")
     adapter_distribution = "polyframe-torch"
     priority = 10
 
