@@ -20,6 +20,7 @@ from ._checks import check_float
 from .errors import ConfigError, PolyframeError
 from .modelfile import load_model_file
 from .plugins import ENV_BACKEND, get_backend, registered_backends
+from .precision import PRECISIONS
 from .trainer import Trainer
 
 __all__ = ["main"]
@@ -98,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="override the model file's learning rate")
     train.add_argument("--deterministic", action="store_true",
                        help="turn on the framework's deterministic kernels")
+    train.add_argument("--devices", type=_positive_int, default=1,
+                       help="data-parallel workers on this machine (more than 1: strategy "
+                            "data_parallel on the backend's own engine; see docs/distributed.md)")
+    train.add_argument("--nodes", type=_positive_int, default=1,
+                       help="machines in the job (more than 1 needs the framework's launcher)")
+    train.add_argument("--precision", choices=PRECISIONS, default="float32",
+                       help="float32, or bf16/fp16 compute with float32 master weights")
     train.add_argument("--checkpoint-dir", metavar="DIR",
                        help="write a checkpoint there at the end of every epoch (the newest 2 kept)")
     train.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
@@ -230,7 +238,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.learning_rate is not None:
         optimizer = dataclasses.replace(optimizer, learning_rate=args.learning_rate)  # re-validated
     trainer = Trainer(recipe.model, loss=recipe.loss, optimizer=optimizer, backend=_train_backend(args, recipe, data),
-                      metrics=data.metrics, seed=args.seed, deterministic=args.deterministic)
+                      metrics=data.metrics, seed=args.seed, deterministic=args.deterministic,
+                      strategy="data_parallel" if args.devices * args.nodes > 1 else "single",
+                      devices=args.devices, nodes=args.nodes, precision=args.precision)
     version = trainer.backend.framework_version() or "unknown version"
     print(f"model {recipe.name}: {recipe.model.count_params():,} parameters; data {data.describe()}")
     print(f"backend {trainer.backend_name} ({trainer.backend.framework} {version}), seed {args.seed}, "
