@@ -1,10 +1,12 @@
-"""Real datasets, returned as NHWC float32 images in [0, 1] and int64 labels.
+"""Real datasets as float32 inputs and int64 labels.
 
 * :func:`digits`: scikit-learn's bundled 8x8 handwritten digits (no download; needs
-  ``scikit-learn``, e.g. ``pip install polyframe[digits]``).
+  ``scikit-learn``, e.g. ``pip install polyframe[digits]``), NHWC images in [0, 1].
 * :func:`mnist`: MNIST from a directory of IDX files (gzipped or not) or a Keras-style
   ``mnist.npz``. When only one split is present (e.g. just the 10,000-image test split), it is
   split into train and test with a fixed seed.
+* :func:`tabular`: scikit-learn's bundled ``wine`` or ``breast_cancer`` table, standardised.
+* :func:`text`: next-character prediction on the Python standard library's own source.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ._checks import MAX_SEED, check_float, check_int
 from .errors import DataError
 from .random import generator
 
-__all__ = ["Split", "digits", "mnist", "read_idx", "load"]
+__all__ = ["DATASETS", "Split", "digits", "mnist", "read_idx", "tabular", "text", "load"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class Split:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    metrics: tuple[str, ...] | None = None
+    """Metrics worth reporting on this data; ``None`` leaves the choice to the trainer."""
 
     def __post_init__(self) -> None:
         for part, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
@@ -63,19 +67,119 @@ def _random_split(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float,
     return Split(name, x[train], y[train], x[test], y[test], num_classes)
 
 
-def digits(*, test_fraction: float = 0.2, seed: int = 0) -> Split:
-    """scikit-learn's 1,797 8x8 digits, pixels scaled from 0..16 to [0, 1], shape (N, 8, 8, 1)."""
+def _sklearn_bunch(name: str) -> object:
+    """scikit-learn's bundled table ``name`` (``load_<name>()``), or a :class:`DataError`."""
     try:
-        from sklearn.datasets import load_digits
+        from sklearn import datasets as bundled
     except ImportError:
         raise DataError(
-            "the digits dataset ships with scikit-learn, which is not installed; "
+            f"the {name} dataset ships with scikit-learn, which is not installed; "
             "install it with: pip install 'polyframe[digits]' (or scikit-learn)"
         ) from None
-    bunch = load_digits()
+    return getattr(bundled, f"load_{name}")()
+
+
+def digits(*, test_fraction: float = 0.2, seed: int = 0) -> Split:
+    """scikit-learn's 1,797 8x8 digits, pixels scaled from 0..16 to [0, 1], shape (N, 8, 8, 1)."""
+    bunch = _sklearn_bunch("digits")
     x = (bunch.images.astype(np.float32) / 16.0)[..., None]
     y = bunch.target.astype(np.int64)
     return _random_split("digits", x, y, test_fraction, seed, 10)
+
+
+TABLES = ("wine", "breast_cancer")
+
+
+def tabular(name: str, *, test_fraction: float = 0.2, seed: int = 0) -> Split:
+    """scikit-learn's bundled ``"wine"`` (178 x 13, 3 classes) or ``"breast_cancer"`` (569 x 30,
+    2 classes) table, split by a permutation seeded with ``seed``.
+
+    Every feature is standardised with the **training** split's mean and standard deviation
+    (population form), so no statistic of the test rows leaks into the inputs.
+    """
+    if name not in TABLES:
+        raise DataError(f"unknown table {name!r}; use one of {', '.join(TABLES)}")
+    bunch = _sklearn_bunch(name)
+    x = np.asarray(bunch.data, dtype=np.float64)  # type: ignore[attr-defined]
+    y = np.asarray(bunch.target, dtype=np.int64)  # type: ignore[attr-defined]
+    raw = _random_split(name, x, y, test_fraction, seed, int(y.max()) + 1)
+    mean, std = raw.x_train.mean(axis=0), raw.x_train.std(axis=0)
+    std[std == 0] = 1.0
+
+    def scale(part: np.ndarray) -> np.ndarray:
+        return ((part - mean) / std).astype(np.float32)
+
+    return Split(name, scale(raw.x_train), raw.y_train, scale(raw.x_test), raw.y_test,
+                 raw.num_classes)
+
+
+TEXT_MODULES = ("argparse.py", "dataclasses.py", "difflib.py", "textwrap.py")
+"""The standard-library files (sorted, joined with a blank line) that form the text corpus."""
+VOCABULARY = "\t\n" + "".join(chr(c) for c in range(32, 127))
+"""Characters with their own id (``1 + position``); id 0 is every other character."""
+UNKNOWN_ID = 0
+
+
+def encode(chars: str) -> np.ndarray:
+    """Character ids: ``1 + VOCABULARY.index(c)``, or :data:`UNKNOWN_ID` for other characters."""
+    table = np.full(128, UNKNOWN_ID, dtype=np.int64)
+    table[[ord(c) for c in VOCABULARY]] = np.arange(1, len(VOCABULARY) + 1)
+    codes = np.fromiter(map(ord, chars), dtype=np.int64, count=len(chars))
+    return np.where(codes < 128, table[np.minimum(codes, 127)], UNKNOWN_ID)
+
+
+def stdlib_corpus(modules: tuple[str, ...] = TEXT_MODULES) -> str:
+    """The source of ``modules`` from this interpreter's standard library, in the given order.
+
+    The text is identical on every machine with the same Python minor version (the files are
+    part of the interpreter) and differs between versions, so names built from it carry the
+    version.
+    """
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    parts = []
+    for module in modules:
+        try:
+            parts.append((root / module).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read the standard-library file {module} under {root}: {exc}; "
+                            "the text dataset needs the interpreter's own .py sources") from None
+    return "\n\n".join(parts)
+
+
+def _windows(ids: np.ndarray, context: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    starts = np.arange(0, len(ids) - context, stride)
+    if not len(starts):
+        raise DataError(f"text of {len(ids)} characters holds no window of {context} + 1; "
+                        "use a shorter context or more text")
+    x = ids[starts[:, None] + np.arange(context)].astype(np.float32)
+    return x, ids[starts + context]
+
+
+def text(*, context: int = 32, stride: int = 8, validation_fraction: float = 0.1,
+         modules: tuple[str, ...] = TEXT_MODULES) -> Split:
+    """Next-character prediction on :func:`stdlib_corpus`: many-to-one, one label per window.
+
+    Inputs are ``(context,)`` float32 character ids (see :func:`encode`; use an ``int32``
+    :func:`polyframe.Input` with an ``Embedding`` of ``num_classes`` rows), the label is the id
+    of the character that follows. The split is by position: the last ``validation_fraction``
+    of the text is the test split, so no window shares a character with the training text.
+    Windows start every ``stride`` characters. The name records the Python version, e.g.
+    ``text-py3.11``. Report ``perplexity`` (``exp`` of the mean cross-entropy in nats).
+    """
+    import platform
+
+    check_int(context, "context", error=DataError)
+    check_int(stride, "stride", error=DataError)
+    check_float(validation_fraction, "validation_fraction", low=0.0, high=1.0, low_open=True,
+                high_open=True, error=DataError)
+    ids = encode(stdlib_corpus(tuple(modules)))
+    cut = int(round(len(ids) * (1.0 - validation_fraction)))
+    version = ".".join(platform.python_version_tuple()[:2])
+    return Split(f"text-py{version}", *_windows(ids[:cut], context, stride),
+                 *_windows(ids[cut:], context, stride), len(VOCABULARY) + 1,
+                 metrics=("accuracy", "perplexity"))
 
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -191,10 +295,14 @@ def _read_mnist(path: Path, test_fraction: float, seed: int) -> Split:
     return _random_split("mnist", images, labels, test_fraction, seed, 10)
 
 
-def load(name: str, data_dir: str | Path | None = None, *, split_seed: int = 0) -> Split:
-    """A dataset by name: ``"digits"`` or ``"mnist"`` (which needs ``data_dir``).
+DATASETS = ("digits", "mnist", *TABLES, "text")
 
-    The train/test split is fixed by ``split_seed``, independent of the training seed.
+
+def load(name: str, data_dir: str | Path | None = None, *, split_seed: int = 0) -> Split:
+    """A dataset by name: one of :data:`DATASETS` (``"mnist"`` needs ``data_dir``).
+
+    The train/test split is fixed by ``split_seed``, independent of the training seed
+    (``"text"`` splits by position and ignores it).
     """
     if name == "digits":
         return digits(seed=split_seed)
@@ -202,4 +310,8 @@ def load(name: str, data_dir: str | Path | None = None, *, split_seed: int = 0) 
         if data_dir is None:
             raise DataError("the mnist dataset needs a directory: pass --data-dir DIR (or data_dir=)")
         return mnist(data_dir, seed=split_seed)
-    raise DataError(f"unknown dataset {name!r}; use 'digits' or 'mnist'")
+    if name in TABLES:
+        return tabular(name, seed=split_seed)
+    if name == "text":
+        return text()
+    raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")

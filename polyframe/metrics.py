@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["Metric", "Accuracy", "get_metric"]
+__all__ = ["Metric", "Accuracy", "Perplexity", "get_metric"]
 
 
 class Metric(Protocol):
@@ -46,7 +46,40 @@ class Accuracy:
         return self._correct / self._count if self._count else float("nan")
 
 
-_BY_NAME = {"accuracy": Accuracy, "acc": Accuracy}
+class Perplexity:
+    """``exp`` of the mean cross-entropy (in nats) between the labels and ``softmax(logits)``.
+
+    Outputs are logits over the last axis; labels are integer ids or one-hot / probability
+    targets of the output's shape. The cross-entropy is summed per sample in float64 with a
+    stable log-softmax, so the result equals ``exp`` of polyframe's sparse cross-entropy loss
+    (no label smoothing) over the same samples.
+    """
+
+    name = "perplexity"
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._nats = 0.0
+        self._count = 0
+
+    def update(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+        logits = np.asarray(y_pred, dtype=np.float64)
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        if y_true.ndim == logits.ndim:
+            self._nats -= float(np.sum(np.asarray(y_true, dtype=np.float64) * log_probs))
+        else:
+            labels = np.asarray(y_true, dtype=np.int64)[..., None]
+            self._nats -= float(np.take_along_axis(log_probs, labels, axis=-1).sum())
+        self._count += len(y_true)
+
+    def result(self) -> float:
+        return float(np.exp(self._nats / self._count)) if self._count else float("nan")
+
+
+_BY_NAME = {"accuracy": Accuracy, "acc": Accuracy, "perplexity": Perplexity}
 
 
 def get_metric(metric: Metric | str) -> Metric:
