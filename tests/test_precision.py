@@ -71,5 +71,5 @@ def test_bf16_mixed_reaches_the_float32_accuracy_on_mnist(backend, mnist_dir):
         trainer.fit(data.x_train, data.y_train, epochs=2, batch_size=64, progress=False)
         accuracy[precision] = trainer.evaluate(data.x_test, data.y_test)["accuracy"]
     print(f"{backend}: test accuracy {accuracy}")
-    assert accuracy["float32"] > 0.95
+    assert accuracy["float32"] > 0.93, "the float32 run did not learn; the comparison would be vacuous"
     assert abs(accuracy["bf16-mixed"] - accuracy["float32"]) <= BF16_ACCURACY_TOLERANCE
