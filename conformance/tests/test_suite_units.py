@@ -10,19 +10,19 @@ import pytest
 
 import polyframe as pf
 from polyframe.cli import main
-from polyframe_conformance import Level, levels, load_limitations, register_level, select_levels
+from polyframe_conformance import Level, load_limitations, register_level, registered_levels, select_levels
 from polyframe_conformance._limitations import matching
 from polyframe_conformance._report import build_report, write_report
 from polyframe_conformance.plugin import _Test
 
 
 def test_levels_are_numbered_and_quick_by_default() -> None:
-    keys = [level.key for level in levels()]
+    keys = [level.key for level in registered_levels()]
     assert keys[:8] == ["registration", "forward", "gradients", "optimizers", "trajectory",
                         "convergence", "determinism", "errors"]
     assert "convergence" not in [level.key for level in select_levels([])]
     assert [level.key for level in select_levels(["7", "forward"])] == ["forward", "determinism"]
-    assert len(select_levels(["all"])) == len(levels())
+    assert len(select_levels(["all"])) == len(registered_levels())
 
 
 def test_a_level_key_or_number_is_taken_once() -> None:
@@ -69,7 +69,7 @@ def test_report_matrix_and_files(tmp_path: Path) -> None:
                                   "atol": 1e-6, "used": 0.1, "passed": True}]),
              _Test("b", "torch", "forward", "test_forward[y]", [], "failed", "too far", 0.5),
              _Test("c", "torch", "errors", "test_error[z]", [], "xfailed", "declared", 0.2)]
-    report = build_report(tests, [], 2.0, [lvl.key for lvl in levels()], ["torch"])
+    report = build_report(tests, [], 2.0, [lvl.key for lvl in registered_levels()], ["torch"])
     assert report["matrix"]["torch"]["forward"]["status"] == "FAIL"
     assert report["matrix"]["torch"]["errors"]["status"] == "pass"
     assert report["level_seconds"] == {"forward": 2.0, "errors": 0.2}
@@ -89,3 +89,14 @@ def test_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str], argv: list[
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("polyframe: error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_welch_p_value_matches_scipy_and_handles_constant_samples() -> None:
+    from scipy import stats
+
+    from polyframe_conformance.levels.test_convergence import welch_p_value
+
+    a, b = [0.91, 0.93, 0.92, 0.95, 0.90], [0.89, 0.90, 0.88, 0.91, 0.90]
+    assert welch_p_value(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-12)
+    assert welch_p_value([0.9] * 5, [0.9] * 5) == 1.0
+    assert welch_p_value([0.9] * 5, [0.8] * 5) == 0.0

@@ -9,11 +9,11 @@ optimizer cases are rows of the tables in :mod:`polyframe_conformance.cases`.
 from __future__ import annotations
 
 from ._compare import Checker, Tolerance
-from ._levels import Level, get_level, levels, register_level, select_levels
+from ._levels import Level, get_level, register_level, registered_levels, select_levels
 from ._limitations import Limitation, load_limitations
 from ._runner import run
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "run", "Level", "register_level", "levels", "get_level", "select_levels",
+__all__ = ["__version__", "run", "Level", "register_level", "registered_levels", "get_level", "select_levels",
            "Limitation", "load_limitations", "Checker", "Tolerance"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from polyframe.errors import ConfigError
 
-__all__ = ["Level", "register_level", "levels", "get_level", "select_levels", "level_paths"]
+__all__ = ["Level", "register_level", "registered_levels", "get_level", "select_levels", "level_paths"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def register_level(level: Level) -> Level:
     return level
 
 
-def levels() -> list[Level]:
+def registered_levels() -> list[Level]:
     """Every registered level, in number order."""
     return sorted(_LEVELS.values(), key=lambda level: level.number)
 
@@ -57,19 +57,19 @@ def get_level(key: str) -> Level:
         return _LEVELS[key]
     except KeyError:
         raise ConfigError(f"unknown conformance level {key!r}; choose from "
-                          f"{', '.join(l.key for l in levels())} or 'all'") from None
+                          f"{', '.join(l.key for l in registered_levels())} or 'all'") from None
 
 
 def select_levels(names: list[str] | tuple[str, ...] | None) -> list[Level]:
     """The levels named (keys or numbers; ``all`` = every level); none named = every quick level."""
     if not names:
-        return [level for level in levels() if not level.slow]
+        return [level for level in registered_levels() if not level.slow]
     chosen: dict[str, Level] = {}
     for name in names:
         if name == "all":
-            chosen.update((level.key, level) for level in levels())
+            chosen.update((level.key, level) for level in registered_levels())
             continue
-        by_number = [level for level in levels() if str(level.number) == name]
+        by_number = [level for level in registered_levels() if str(level.number) == name]
         level = by_number[0] if by_number else get_level(name)
         chosen[level.key] = level
     return sorted(chosen.values(), key=lambda level: level.number)

@@ -19,7 +19,7 @@ import pytest
 import polyframe as pf
 
 from ._compare import Checker
-from ._levels import levels, select_levels
+from ._levels import registered_levels, select_levels
 from ._limitations import Limitation, load_limitations, matching
 
 __all__ = ["pytest_addoption", "pytest_configure", "pytest_generate_tests",
@@ -45,14 +45,26 @@ class _Test:
 
 @dataclass
 class _State:
-    backends: list[str]
-    requested: bool
+    requested_backends: list[str]
     levels: list[str] | None
     limitations: list[Limitation]
     report: str | None
     tests: dict[str, _Test] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     imported: bool = False
+    _backends: list[str] | None = None
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.requested_backends)
+
+    @property
+    def backends(self) -> list[str]:
+        """The backends under test: those asked for, else every registered one (looked up only
+        when a conformance test is collected, so other test sessions never load plugins here)."""
+        if self._backends is None:
+            self._backends = self.requested_backends or list(pf.registered_backends())
+        return self._backends
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -72,8 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
     requested = list(config.getoption("pf_backend") or [])
     chosen_levels = config.getoption("pf_level") or None
     config.stash[_STATE] = _State(
-        backends=requested or list(pf.registered_backends()),
-        requested=bool(requested),
+        requested_backends=requested,
         levels=[level.key for level in select_levels(chosen_levels)] if chosen_levels else None,
         limitations=load_limitations(config.getoption("pf_limitations") or ()),
         report=config.getoption("pf_report"),
@@ -229,7 +240,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     from ._report import build_report, matrix_lines, write_report
 
     report = build_report(state.tests.values(), state.limitations, time.perf_counter() - state.started,
-                          [lvl.key for lvl in levels()], state.backends)
+                          [lvl.key for lvl in registered_levels()], state.backends)
     terminalreporter.section("polyframe conformance")
     for line in matrix_lines(report):
         terminalreporter.write_line(line)
