@@ -108,17 +108,18 @@ def test_rules_file_that_is_not_json_is_a_config_error(tmp_path):
 
 
 @pytest.mark.parametrize("change, device, expected", [
-    ({"precision": "bf16-mixed"}, "cpu", {b: "precision-float32-only" for b in ("torch", "tensorflow", "jax")}),
-    ({"parallel": "data"}, "cpu", {b: "single-device-only" for b in ("torch", "tensorflow", "jax")}),
+    ({"precision": "bf16-mixed"}, "cpu", {"tensorflow": "tensorflow-float32-only"}),
+    ({"precision": "fp16-mixed"}, "cpu", {"tensorflow": "tensorflow-float32-only",
+                                          "jax": "jax-no-fp16-loss-scaling"}),
+    ({"parallel": "data"}, "cpu", {}),
     ({"family": "Transformer"}, "cpu", {}),
     ({}, "cpu", {}),
 ])
 def test_exclusion_rules_match_the_workload(change, device, expected):
     rec = recommend(workload(**change), machine=machine(), device=device, backends=("torch", "tensorflow", "jax"))
     assert {b: rules for b, rules in excluded_by(rec).items()} == {b: {r} for b, r in expected.items()}
-    if expected:
-        assert rec.best is None and rec.basis == "none"
-        assert all(e.reason for e in rec.excluded)
+    assert all(e.reason for e in rec.excluded)
+    assert rec.best is not None and rec.best not in expected
 
 
 def test_a_layer_rule_added_as_data_excludes_without_code_changes():
@@ -586,3 +587,10 @@ def test_attention_models_are_the_transformer_family_with_their_flops_counted():
     attention = 4 * 2 * 6 * 8 * 8 + 2 * 2 * 2 * 6 * 6 * 4 + 5 * 2 * 6 * 6
     expected = attention + 4 * 6 * 8 * 16 + 10 * 6 * 8 + 2 * 48 * 20 + 20
     assert forward_flops(model) == expected
+
+
+def test_when_every_backend_is_excluded_there_is_no_answer_and_each_reason_is_given():
+    rec = recommend(workload(precision="fp16-mixed"), machine=machine(), device="cpu",
+                    backends=("tensorflow", "jax"))
+    assert rec.best is None and rec.basis == "none"
+    assert excluded_by(rec) == {"tensorflow": {"tensorflow-float32-only"}, "jax": {"jax-no-fp16-loss-scaling"}}
