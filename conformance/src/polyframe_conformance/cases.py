@@ -18,6 +18,7 @@ from polyframe.losses import Loss
 from polyframe.optimizers import Optimizer
 
 __all__ = ["ModelCase", "LossCase", "OptimizerCase", "MODEL_CASES", "LOSS_CASES", "OPTIMIZER_CASES",
+           "SMOKE_CASES",
            "normal_inputs", "token_inputs", "targets_for", "case_weights", "seed_cnn"]
 
 Inputs = Callable[[np.random.Generator, tuple[int, ...], int], np.ndarray]
@@ -229,3 +230,14 @@ def case_weights(model: pf.Model, seed: int) -> dict[str, np.ndarray]:
         elif spec.initializer == "ones":
             weights[key] = rng.uniform(0.5, 1.5, size=spec.shape).astype(np.float32)
     return weights
+
+
+SMOKE_CASES = frozenset({
+    "conv2d-same-uneven", "batchnorm-image", "lstm", "flatten-conv-dense", "dropout", "seed-cnn",
+    "transformer-block", "cross-entropy-from-logits", "binary-cross-entropy-from-logits",
+    "adam-custom", "rmsprop-centered-momentum", "adam-cosine-warmup",
+})
+"""A few rows of each table that together touch padding, normalisation state, recurrence,
+layouts, dropout, attention, a loss of each kind and optimizer state: what a repository's quick
+test command runs (``pf_cases = "smoke"`` in its pytest settings). The error table always runs
+in full; ``polyframe conformance`` always runs every row."""

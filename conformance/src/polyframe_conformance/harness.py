@@ -23,7 +23,7 @@ __all__ = ["build", "Probe", "with_input_probe", "digits", "canonical_order", "r
 PROBE = "conformance_input_probe"
 
 
-def build(backend: str, model: pf.Sequential, weights: dict[str, np.ndarray], *,
+def build(backend: str, model: pf.Model, weights: dict[str, np.ndarray], *,
           loss: Loss | str = "mse", optimizer: Optimizer | str = "sgd", seed: int = 0,
           deterministic: bool = False) -> Executable:
     """``backend``'s executable for ``model`` with exactly ``weights``, built as the trainer does."""

@@ -77,6 +77,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="JSON file of declared limitations keyed by backend (repeatable)")
     group.addoption("--pf-report", metavar="FILE.md",
                     help="write the conformance report as Markdown here and as JSON beside it")
+    parser.addini("pf_cases", "conformance cases to run from the tables: 'all' (default) or "
+                  "'smoke' (SMOKE_CASES of polyframe_conformance.cases, for a repository's quick "
+                  "test command)", default="all")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -150,12 +153,22 @@ def _case_of(item: pytest.Item, backend: str) -> str:
     return name
 
 
+def _in_smoke(item: pytest.Item) -> bool:
+    """Whether a table-driven test's case (if it has one) is one of the smoke cases."""
+    from .cases import SMOKE_CASES, LossCase, ModelCase, OptimizerCase
+
+    case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
+    return not isinstance(case, (ModelCase, LossCase, OptimizerCase)) or case.id in SMOKE_CASES
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[_STATE]
     kept, dropped = [], []
+    smoke = config.getini("pf_cases") == "smoke"
     for item in items:
         level = _level_of(item)
-        if state.levels is not None and level is not None and level not in state.levels:
+        if (state.levels is not None and level is not None and level not in state.levels) or (
+                smoke and level is not None and not _in_smoke(item)):
             dropped.append(item)
             continue
         kept.append(item)
@@ -235,7 +248,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash[_STATE]
-    if not state.tests:
+    if all(test.outcome == "not run" for test in state.tests.values()):
         return
     from ._report import build_report, matrix_lines, write_report
 

@@ -30,7 +30,7 @@ GRADIENTS = Tolerance(rtol=1e-4, atol=1e-6)
 SEED = 12
 
 
-def check_training_step(backend: str, check: Checker, model: pf.Sequential, loss: Loss, x: np.ndarray,
+def check_training_step(backend: str, check: Checker, model: pf.Model, loss: Loss, x: np.ndarray,
                         y: np.ndarray, weights: dict[str, np.ndarray], *, input_gradient: bool) -> None:
     """Run one SGD(lr=1) step on ``backend`` and compare everything it changes with the reference."""
     labels = {key: key for key in weights}
