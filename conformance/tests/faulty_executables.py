@@ -5,8 +5,6 @@ tree, one overridden method) so the rest of the backend stays correct."""
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -124,16 +122,22 @@ class FlattenChannelFirst(_JaxLayerDefect):
     builder = staticmethod(_flatten_channel_first)
 
 
+def _summed(mean):
+    """A batch-mean loss turned into the sum over the batch's samples."""
+    def summed(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return mean(outputs, target) * outputs.shape[0]
+    return summed
+
+
 class LossSummed(TorchExecutable):
-    """The loss summed over the batch (``reduction="sum"``) instead of averaged."""
+    """The loss summed over the batch instead of averaged (a ``reduction="sum"`` over the
+    samples), in every per-output loss function the executable built."""
 
     def __init__(self, model, weights, loss, optimizer, options) -> None:
         super().__init__(model, weights, loss, optimizer, options)
-        mean = self._loss
-        if mean is F.cross_entropy or mean is F.mse_loss:
-            self._loss = functools.partial(mean, reduction="sum")
-        else:
-            self._loss = lambda outputs, y: mean(outputs, y) * len(y)
+        _require(isinstance(getattr(self, "_losses", None), list),
+                 "a list of loss functions in TorchExecutable._losses")
+        self._losses = [_summed(mean) for mean in self._losses]
 
 
 class _FunctionalDropout(nn.Module):
