@@ -43,7 +43,7 @@ def check_float(value: object, what: str, *, low: float | None = None, high: flo
     above = high is not None and (value >= high if high_open else value > high)
     if below or above:
         left = "(" if low_open else "["
-        right = ")" if high_open else "]"
+        right = ")" if high_open or high is None else "]"
         bounds = f"{left}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}{right}"
         raise error(f"{what} must be in {bounds}, got {value!r}")
     return value

@@ -10,7 +10,6 @@ equals ``to_config(m)``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 from typing import Any
 
@@ -55,22 +54,16 @@ def _all_layer_classes() -> dict[str, type[Layer]]:
 
 
 def _layer_class(name: Any) -> type[Layer]:
+    """The loaded Layer subclass named ``name``. Configs never import modules: a third-party
+    layer's package must be imported before its config is read."""
     if not isinstance(name, str):
         raise ConfigError(f"a layer's 'class' must be a string, got {name!r}")
     known = _all_layer_classes()
     if name in known:
         return known[name]
-    module, _, qualname = name.partition(":")
-    if qualname:
-        try:
-            cls: Any = importlib.import_module(module)
-            for part in qualname.split("."):
-                cls = getattr(cls, part)
-        except (ImportError, AttributeError):
-            raise ConfigError(f"layer class {name!r} cannot be imported; install the package "
-                              "that defines it") from None
-        if isinstance(cls, type) and issubclass(cls, Layer):
-            return cls
+    if ":" in name:
+        raise ConfigError(f"layer class {name!r} is not loaded; import the package that defines "
+                          "it before reading the config (configs never import modules)")
     raise ConfigError(f"unknown layer class {name!r}; polyframe knows "
                       f"{', '.join(sorted(n for n in known if ':' not in n))}")
 
@@ -133,6 +126,27 @@ def model_from_config(config: dict[str, Any] | str) -> Model:
             config = json.loads(config)
         except json.JSONDecodeError as error:
             raise ConfigError(f"the model config is not valid JSON: {error}") from None
+        except RecursionError:
+            raise ConfigError("the model config is nested too deeply to be a model config") from None
+    try:
+        return _model_from_config(config)
+    except RecursionError:
+        raise ConfigError("the model config is nested too deeply to be a model config") from None
+
+
+def _names(value: Any, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{what} in a model config must be a list of names (strings), got {value!r}")
+    return value
+
+
+def _shape(value: Any, what: str) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{what} in a model config must be a list of ints, got {value!r}")
+    return tuple(value)
+
+
+def _model_from_config(config: Any) -> Model:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ConfigError("this is not a polyframe model config (expected 'format': "
                           f"{FORMAT!r}); create one with model.to_config()")
@@ -142,30 +156,32 @@ def model_from_config(config: dict[str, Any] | str) -> Model:
     layers = [layer_from_config(entry) for entry in _field(config, "layers", list)]
     kind = config.get("kind")
     if kind == "Sequential":
-        return Sequential(layers, input_shape=tuple(_field(config, "input_shape", list)))
+        return Sequential(layers, input_shape=_shape(_field(config, "input_shape", list), "input_shape"))
     if kind != "Model":
         raise ConfigError(f"the model config's kind must be 'Sequential' or 'Model', got {kind!r}")
     values: dict[str, SymbolicTensor] = {}
     for spec in _field(config, "inputs", list):
         if not isinstance(spec, dict) or not {"name", "shape"} <= set(spec):
             raise ConfigError(f"each input in a model config needs 'name' and 'shape', got {spec!r}")
-        values[spec["name"]] = Input(tuple(spec["shape"]), name=spec["name"],
+        values[spec["name"]] = Input(_shape(spec["shape"], "an input's shape"), name=spec["name"],
                                      dtype=spec.get("dtype", "float32"))
     inputs = list(values.values())
     for entry, layer in zip(config["layers"], layers):
-        reads = entry.get("inputs")
-        if not isinstance(reads, list) or not reads:
-            raise ConfigError(f"layer {entry.get('node')!r} in the model config lists no inputs")
+        node = entry.get("node")
+        if not isinstance(node, str):
+            raise ConfigError(f"each layer of a model config needs its 'node' name (a string), got {node!r}")
+        reads = _names(entry.get("inputs"), f"layer {node!r}'s inputs")
+        if not reads:
+            raise ConfigError(f"layer {node!r} in the model config lists no inputs")
         missing = [k for k in reads if k not in values]
         if missing:
             raise ConfigError(f"layer {entry.get('node')!r} reads {missing}, which no earlier "
                               "input or layer in the config produces")
         out = layer(*(values[k] for k in reads))
-        node = entry.get("node")
         produced = out if isinstance(out, tuple) else (out,)
         for i, tensor in enumerate(produced):
             values[node if i == 0 else f"{node}:{i}"] = tensor
-    outputs = _field(config, "outputs", list)
+    outputs = _names(_field(config, "outputs", list), "outputs")
     unknown = [k for k in outputs if k not in values]
     if unknown:
         raise ConfigError(f"the model config's outputs {unknown} are produced by no layer")

@@ -73,7 +73,7 @@ def _class_indices(y: np.ndarray, classes: int) -> np.ndarray:
     bad = np.flatnonzero((y < 0) | (y >= classes))
     if bad.size:
         raise LabelError(
-            f"labels must be in [0, {classes}) for a model with {classes} outputs; found "
+            f"labels must be in [0, {classes}) for a model output of {classes} classes; found "
             f"{y[bad[0]].item()!r} at index {bad[0]} ({bad.size} out of range); fix the labels or "
             f"give the last Dense layer as many units as there are classes"
         )

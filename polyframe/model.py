@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import re
+
 import numpy as np
 
 from ._checks import check_int
@@ -33,6 +35,16 @@ LayerShape = Any
 """A :data:`Shape`, or a tuple of them for layers with several inputs or outputs."""
 
 INPUT_DTYPES = ("float32", "int32")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*")
+
+
+def _check_name(name: object, what: str) -> str:
+    """A layer or input name: letters, digits, ``_`` and ``-`` (``.``, ``:`` and ``/`` separate
+    parameter keys, output indices and optimizer slots)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"{what} name must be a non-empty string of letters, digits, '_' or '-', "
+                          f"got {name!r}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -118,8 +130,8 @@ def Input(shape: Iterable[int], *, name: str | None = None, dtype: str = "float3
     """A model input of sample shape ``shape`` (batch excluded), for the functional API."""
     if dtype not in INPUT_DTYPES:
         raise ConfigError(f"Input dtype must be one of {', '.join(INPUT_DTYPES)}, got {dtype!r}")
-    if name is not None and (not isinstance(name, str) or not name):
-        raise ConfigError(f"Input name must be a non-empty string, got {name!r}")
+    if name is not None:
+        _check_name(name, "an Input")
     spec = InputSpec(name or "", _check_shape(shape, "Input shape"), dtype)
     return SymbolicTensor(spec.shape, spec)
 
@@ -197,7 +209,14 @@ class Model:
             if any(t.source is s for s in specs):
                 raise ConfigError("the same Input is listed twice in Model inputs")
             specs.append(t.source)
+        if len({id(t) for t in output_tensors}) != len(output_tensors):
+            raise ConfigError("the same tensor is listed twice in Model outputs; list each output once")
         calls = self._ordered_calls(output_tensors, specs)
+        used = {id(t.source) for call in calls for t in call.inputs} | {id(t.source) for t in output_tensors}
+        unused = [spec.name or f"#{i + 1} of shape {spec.shape}" for i, spec in enumerate(specs)
+                  if id(spec) not in used]
+        if unused:
+            raise ConfigError(f"Model input(s) {unused} feed no output; remove them from the inputs")
         taken: set[str] = set()
         input_names: dict[int, str] = {}
         for spec in specs:
@@ -218,7 +237,7 @@ class Model:
         nodes = []
         for call in calls:
             layer = call.layer
-            name = layer.name or _unique(layer.kind, taken)
+            name = _check_name(layer.name, "a layer") if layer.name is not None else _unique(layer.kind, taken)
             if name in taken:
                 raise ConfigError(f"two layers or inputs are named {name!r}; names must be unique")
             taken.add(name)
@@ -310,7 +329,12 @@ class Model:
     def init_weights(self, seed: int) -> dict[str, np.ndarray]:
         """Canonical initial weights for ``seed``: identical bits on every backend."""
         rng = generator(seed, "init")
-        return {key: initialize(spec.initializer, rng, spec.shape) for key, spec in self.param_specs()}
+        try:
+            return {key: initialize(spec.initializer, rng, spec.shape) for key, spec in self.param_specs()}
+        except MemoryError:
+            count = self.count_params()
+            raise ConfigError(f"the model has {count:,} parameters ({count * 4 / 2**30:,.1f} GiB as "
+                              "float32), more than this machine can allocate; make it smaller") from None
 
     def check_weights(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate a canonical weight dict against this model; returns float32 copies."""
@@ -404,6 +428,10 @@ class Sequential(Model):
                 raise ConfigError(
                     f"Sequential takes polyframe layers, got {type(layer).__name__}: {layer!r}"
                 )
+            if layer.arity[0] > 1:
+                raise ConfigError(f"{type(layer).__name__} joins {layer.arity[0]} or more tensors, "
+                                  "which a Sequential stack cannot give it; use the functional API "
+                                  "(polyframe.Input / polyframe.Model)")
             if layer.output_count() != 1:
                 raise ConfigError(f"layer {layer.name or layer.kind!r} returns "
                                   f"{layer.output_count()} tensors; use the functional API "
@@ -417,8 +445,13 @@ class Sequential(Model):
     def _place(self, layers: Sequence[Layer], shape: Shape) -> Iterator[Node]:
         taken = {self.INPUT_NAME}
         previous = self.INPUT_NAME
+        placed: set[int] = set()
         for layer in layers:
-            name = layer.name or _unique(layer.kind, taken)
+            if id(layer) in placed and layer.params(shape if layer.arity[1] == 1 else (shape,)):
+                raise ConfigError(f"the same {type(layer).__name__} object appears twice; polyframe "
+                                  "does not share weights between layers, so create one per position")
+            placed.add(id(layer))
+            name = _check_name(layer.name, "a layer") if layer.name is not None else _unique(layer.kind, taken)
             if name in taken and layer.name:
                 raise ConfigError(f"two layers are named {name!r}; layer names must be unique")
             taken.add(name)

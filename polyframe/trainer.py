@@ -13,13 +13,14 @@ import numpy as np
 from ._checks import MAX_SEED, check_bool, check_float, check_int
 from .backend import BuildOptions, Executable
 from .callbacks import Callback, History, ProgressDisplay, plugin_callbacks
-from .checkpoint import Progress, ResumePoint, restore_checkpoint
+from .checkpoint import Progress, ResumePoint, check_checkpoint_dir, restore_checkpoint
 from .data import batch_indices, by_name, check_batch_size, check_inputs, split_validation
 from .distributed import build_data_parallel, check_parallel
-from .errors import ConfigError, DataError, NonFiniteLossError
+from .errors import ConfigError, DataError, LabelError, NonFiniteLossError
 from .execution import as_tuple, single_or_tuple
 from .losses import Loss, get_loss
 from .metrics import Metric, get_metric
+from .layers import Embedding
 from .model import Model
 from .monitoring import ModelCheckpoint
 from .optimizers import Optimizer, get_optimizer
@@ -152,19 +153,30 @@ class Trainer:
         xs = tuple(check_inputs(part, spec.shape, what if len(specs) == 1 else f"{what} {spec.name!r}",
                                 integer=spec.dtype == "int32")
                    for part, spec in zip(parts, specs))
+        for spec, array in zip(specs, xs):
+            _check_token_ids(self.model, spec.name, array, what)
         if len({len(a) for a in xs}) > 1:
             raise DataError(f"the model's {what} have different sample counts "
                             f"{[len(a) for a in xs]}; they must match")
         ys: tuple[np.ndarray, ...] = ()
         if labelled:
             targets = by_name(y, self.model.outputs, "label")
-            ys = tuple(loss.check_targets(t, shape) for loss, t, shape
-                       in zip(self.losses, targets, self.model.output_shapes))
+            ys = tuple(self._targets(loss, t, shape, key) for loss, t, shape, key
+                       in zip(self.losses, targets, self.model.output_shapes, self.model.outputs))
             for t in ys:
                 if len(t) != len(xs[0]):
-                    raise ConfigError(f"{what} have {len(xs[0])} samples but their labels "
-                                      f"{len(t)}; they must match")
+                    raise LabelError(f"{what} have {len(xs[0])} samples but their labels "
+                                     f"{len(t)}; they must match")
         return tuple(self.executable.prepare_inputs(a) for a in xs), ys
+
+    def _targets(self, loss: Loss, y: object, shape: tuple[int, ...], output: str) -> np.ndarray:
+        """Checked targets of one output; with several outputs, errors name the output."""
+        if len(self.model.outputs) == 1:
+            return loss.check_targets(y, shape)
+        try:
+            return loss.check_targets(y, shape)
+        except LabelError as error:
+            raise LabelError(f"labels of output {output!r}: {error}") from None
 
     # -- training ------------------------------------------------------------------------
     def fit(
@@ -211,12 +223,15 @@ class Trainer:
 
         samples = len(x_native[0])
         data = {"samples": samples, "batch_size": batch_size, "shuffle": shuffle}
+        if checkpoint_dir is not None:
+            callbacks = [*callbacks, ModelCheckpoint(check_checkpoint_dir(checkpoint_dir))]
+        for callback in callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                check_checkpoint_dir(callback.directory)
         resume = restore_checkpoint(self, resume_from, data=data) if resume_from is not None else None
         self.progress.data = data
         history = History(resume.history if resume is not None else None)
         self.history = history
-        if checkpoint_dir is not None:
-            callbacks = [*callbacks, ModelCheckpoint(checkpoint_dir)]
         listeners: list[Callback] = [history, *callbacks, *plugin_callbacks(self)]
         if progress:
             listeners.append(ProgressDisplay())
@@ -307,12 +322,31 @@ class Trainer:
 _CLASSIFICATION = ("sparse_categorical_crossentropy", "categorical_crossentropy")
 
 
+def _check_token_ids(model: Model, name: str, x: np.ndarray, what: str) -> None:
+    """Inputs read by an Embedding must be whole-number ids in ``[0, input_dim)``: frameworks
+    answer out-of-range ids with an error (torch, TensorFlow) or silently (JAX clamps or fills)."""
+    limits = [node.layer.input_dim for node in model.consumers(name)  # type: ignore[attr-defined]
+              if isinstance(node.layer, Embedding)]
+    if not limits or not x.size:
+        return
+    limit = min(limits)
+    bad = np.flatnonzero((x < 0) | (x >= limit) | (x != np.round(x)))
+    if bad.size:
+        value = x.reshape(-1)[bad[0]]
+        raise DataError(f"{what} feed an Embedding of {limit} rows, so they must be whole-number "
+                        f"ids in [0, {limit}); found {value:g} ({bad.size} value(s) out of range); "
+                        "map them into the vocabulary or enlarge input_dim")
+
+
 def _take(parts: tuple[np.ndarray, ...], index: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
     """One batch: an array for a single input/output, else a tuple of them."""
     return single_or_tuple([a[index] for a in parts])
 
 
 def _per_output_losses(loss: object, outputs: int) -> tuple[Loss, ...]:
+    if isinstance(loss, dict):
+        raise ConfigError("loss must be one loss, or a list of one per output in model.outputs "
+                          "order; a dict is not accepted")
     if isinstance(loss, (list, tuple)):
         if len(loss) != outputs:
             raise ConfigError(f"the model has {outputs} output(s) but {len(loss)} losses were "

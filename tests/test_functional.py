@@ -266,3 +266,65 @@ def test_return_state_matches_reference_on_every_backend(backend):
 def test_unknown_options_are_polyframe_errors_that_list_the_valid_ones(build, words):
     with pytest.raises(ConfigError, match=words):
         build()
+
+
+def _dense_named_like_a_state_output():
+    i = pf.Input((5, 3))
+    sequence, h, c = pf.LSTM(4, return_state=True, name="l")(i)
+    return pf.Model(i, [pf.Dense(4, name="l:1")(sequence), h, c])
+
+
+@pytest.mark.parametrize("build, words", [
+    (_dense_named_like_a_state_output, "got 'l:1'"),
+    (lambda: pf.Sequential([pf.Dense(2, name={})], input_shape=(3,)), "got {}"),
+    (lambda: pf.Sequential([pf.Dense(2, name=5)], input_shape=(3,)), "got 5"),
+    (lambda: pf.Input((3,), name=""), "Input name"),
+    (lambda: pf.Sequential([pf.Dense(3), pf.Add()], input_shape=(4,)), "functional API"),
+    (lambda: (lambda d: pf.Sequential([d, d], input_shape=(3,)))(pf.Dense(3)), "appears twice"),
+    (lambda: (lambda i: (lambda o: pf.Model(i, [o, o]))(pf.Dense(2)(i)))(pf.Input((3,))), "listed twice"),
+    (lambda: (lambda i: pf.Model([i, pf.Input((2,))], pf.Dense(2)(i)))(pf.Input((3,))), "feed no output"),
+    (lambda: pf.Trainer(pf.Sequential([pf.Embedding(2**40, 4)], input_shape=(3,)), backend="jax"),
+     "more than this machine can allocate"),
+])
+def test_graphs_that_would_compute_something_else_are_refused(build, words):
+    with pytest.raises(ConfigError, match=words):
+        build()
+
+
+def _config_with(edit):
+    config = json.loads(json.dumps(residual_two_input_two_output().to_config()))
+    edit(config)
+    return config
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda c: c["inputs"][0].update(shape=4), "list of ints"),
+    (lambda c: c["inputs"][0].update(shape=None), "list of ints"),
+    (lambda c: c["layers"][0].update(inputs=[["image"]]), "list of names"),
+    (lambda c: c["layers"][0].update(node=["x"]), "'node' name"),
+    (lambda c: c.update(outputs=[["classes"]]), "list of names"),
+    (lambda c: c["layers"][0].update({"class": "..:x"}), "is not loaded"),
+    (lambda c: c["layers"][0].update({"class": "this:x"}), "never import modules"),
+    (lambda c: c["layers"][0]["config"].update(filters=[1, 2]), "must be an integer"),
+])
+def test_malformed_configs_are_config_errors(edit, words):
+    with pytest.raises(ConfigError, match=words):
+        pf.Model.from_config(_config_with(edit))
+
+
+def test_deeply_nested_config_text_is_refused_cleanly():
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        pf.Model.from_config("[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.parametrize("ids", [10, -1, 2.5])
+def test_token_ids_outside_the_embedding_are_refused_on_every_backend(backend, ids):
+    tokens = pf.Input((5,), dtype="float32")
+    model = pf.Model(tokens, pf.Dense(2)(pf.Flatten()(pf.Embedding(10, 4)(tokens))))
+    trainer = pf.Trainer(model, backend=backend, loss=MSE, metrics=())
+    bad = np.full((3, 5), ids, dtype=np.float32)
+    with pytest.raises(DataError, match=r"ids in \[0, 10\)"):
+        trainer.predict(bad)
+    with pytest.raises(DataError, match=r"ids in \[0, 10\)"):
+        trainer.fit(bad, np.zeros((3, 2), np.float32), progress=False)
+    assert trainer.predict(np.full((3, 5), 9.0, np.float32)).shape == (3, 2)

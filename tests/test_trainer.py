@@ -67,7 +67,7 @@ def test_wrongly_shaped_inputs_and_mismatched_lengths(digits):
     trainer = pf.Trainer(seed_cnn(digits.input_shape), backend="torch")
     with pytest.raises(pf.ShapeError, match=r"x\[\.\.\., None\]"):
         trainer.fit(digits.x_train[..., 0], digits.y_train, progress=False)
-    with pytest.raises(pf.ConfigError, match="samples"):
+    with pytest.raises(pf.LabelError, match="samples"):
         trainer.fit(digits.x_train, digits.y_train[:-1], progress=False)
     with pytest.raises(pf.DataError, match="NaN"):
         trainer.predict(np.full((2, 8, 8, 1), np.nan))
