@@ -71,6 +71,7 @@ class WorkerPool:
         self.backend, self.processes = backend, processes
         self.timeout_s = _timeout()
         self._failure: str | None = None
+        self._closed = False
         self._procs: list[subprocess.Popen] = []
         self._conns: list[Connection] = []
         authkey = secrets.token_bytes(16)
@@ -140,6 +141,9 @@ class WorkerPool:
         if self._failure is not None:
             raise DistributedError(f"the data-parallel job was stopped earlier ({self._failure}); "
                                    "build a new Trainer to train again")
+        if self._closed:
+            raise DistributedError(f"the {self.processes} data-parallel workers were stopped (the "
+                                   "executable was closed); build a new Trainer to train or predict again")
         try:
             self._conns[rank].send((method, args))
         except (OSError, ValueError):
@@ -196,6 +200,7 @@ class WorkerPool:
 
     def close(self) -> None:
         """Ask each worker to exit, then kill any still running after a grace period."""
+        self._closed = True
         for conn in self._conns:
             try:
                 conn.send(("close", ()))

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._checkpoint_meta import check_meta
 from .errors import CheckpointError, PolyframeError
 from .optimizer_state import check_optimizer_state
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMAT", "VERSION", "Checkpoint", "Progress", "ResumePoint", "save_checkpoint",
     "load_checkpoint", "latest_checkpoint", "list_checkpoints", "restore_checkpoint",
-    "ENV_PAUSE",
+    "check_checkpoint_dir", "ENV_PAUSE",
 ]
 
 FORMAT = "polyframe-checkpoint"
@@ -113,7 +114,40 @@ class Checkpoint:
         return Model.from_config(self.meta["model"])
 
 
+def _as_path(value: object, what: str) -> Path:
+    """``value`` as a :class:`Path`; anything but a non-empty str or ``os.PathLike`` is refused."""
+    if not isinstance(value, (str, os.PathLike)) or isinstance(value, bytes):
+        raise CheckpointError(f"{what} must be a path (str or os.PathLike), got {value!r} "
+                              f"({type(value).__name__}); give a checkpoint directory")
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text.strip():
+        raise CheckpointError(f"{what} must be a non-empty path, got {value!r}; give a checkpoint "
+                              "directory (use '.' for the current one)")
+    return Path(text)
+
+
 # -- writing ---------------------------------------------------------------------------------
+def check_checkpoint_dir(directory: object) -> Path:
+    """Create ``directory`` if needed and make sure checkpoints can be written there (a temporary
+    file is created and removed), so a bad directory is reported before any training."""
+    path = _as_path(directory, "the checkpoint directory")
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"checkpoint directory {path} exists but is not a directory; give "
+                              "the path of a directory (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot create checkpoint directory {path}: {exc.strerror or exc}; "
+                              "give a directory in a writable location") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".polyframe-probe-"):
+            pass
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint directory {path} is not writable: {exc.strerror or exc}; "
+                              "fix its permissions or give another directory") from None
+    return path
+
+
 def _metric_states(trainer: Trainer) -> list[dict[str, float]]:
     return [{k: v for k, v in vars(metric).items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -275,6 +309,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{path} is checkpoint format version {meta.get('version')!r}; this "
                               f"polyframe reads version {VERSION}; upgrade polyframe")
+    check_meta(path / META, meta, TENSORS)
     return meta
 
 
@@ -284,22 +319,22 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
-    path = _resolve(Path(path))
+    path = _resolve(_as_path(path, "the checkpoint path"))
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a polyframe checkpoint: a checkpoint is a directory "
                               f"with {TENSORS} and {META}")
     meta = _read_meta(path)
-    expected = meta.get("tensors", {})
+    expected = meta["tensors"]
     try:
-        blob = (path / expected.get("file", TENSORS)).read_bytes()
+        blob = (path / TENSORS).read_bytes()
     except OSError as exc:
         raise CheckpointError(f"cannot read {path / TENSORS}: {exc.strerror or exc}") from None
-    if len(blob) != expected.get("bytes") or hashlib.sha256(blob).hexdigest() != expected.get("sha256"):
+    if len(blob) != expected["bytes"] or hashlib.sha256(blob).hexdigest() != expected["sha256"]:
         raise CheckpointError(
             f"{path / TENSORS} is truncated or corrupted ({len(blob)} bytes, expected "
-            f"{expected.get('bytes')}; SHA-256 mismatch); use an earlier checkpoint")
+            f"{expected['bytes']}; SHA-256 mismatch); use an earlier checkpoint")
     try:
         arrays = load(blob)
     except SafetensorError as exc:
@@ -339,6 +374,52 @@ def _check_model(model: Model, checkpoint: Checkpoint) -> None:
             "checkpoint.model() or pick the checkpoint of this model")
 
 
+def _check_metric_states(trainer: Trainer, checkpoint: Checkpoint) -> None:
+    """Saved running metric counts must be the numeric attributes of this trainer's metrics."""
+    states = checkpoint.meta["position"]["metric_states"]
+    if states and len(states) != len(trainer.metrics):
+        raise CheckpointError(
+            f"{checkpoint.path} holds the running state of {len(states)} metric(s) but the trainer "
+            f"has {len(trainer.metrics)}; resume with the metrics the checkpoint was written with")
+    for (_, metric), state, current in zip(trainer.metrics, states, _metric_states(trainer)):
+        if set(state) != set(current):
+            raise CheckpointError(
+                f"{checkpoint.path} holds metric state {sorted(state)} for {metric.name!r}, which "
+                f"keeps {sorted(current)}; resume with the metrics the checkpoint was written with")
+
+
+def _load_state(trainer: Trainer, path: Path, weights: dict[str, np.ndarray],
+                state: dict[str, np.ndarray] | None, rate: float | None,
+                rng: dict[str, np.ndarray]) -> None:
+    """Put the checked state into the executable; if the backend refuses part of it, put the
+    previous state back so the trainer is unchanged."""
+    executable = trainer.executable
+    before = (executable.get_weights(), executable.get_optimizer_state() if state is not None else None,
+              executable.get_learning_rate() if rate is not None else None,
+              executable.get_rng_state() if rng else None)
+
+    def apply(weights, state, rate, rng) -> None:
+        executable.set_weights(weights)
+        if state is not None:
+            executable.set_optimizer_state(state)
+        if rate is not None:
+            executable.set_learning_rate(float(rate))
+        if rng:
+            executable.set_rng_state(rng)
+
+    try:
+        apply(weights, state, rate, rng)
+    except Exception as exc:  # a backend that cannot take the state: say which part failed
+        try:
+            apply(*before)
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+        if isinstance(exc, PolyframeError):
+            raise
+        raise CheckpointError(f"backend {trainer.backend_name!r} could not load {path}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+
+
 def restore_checkpoint(trainer: Trainer, checkpoint: Checkpoint | str | os.PathLike, *,
                        optimizer: bool = True, data: dict[str, Any] | None = None) -> ResumePoint:
     """Load ``checkpoint`` into ``trainer``: weights, optimizer state, learning rate, position
@@ -348,6 +429,10 @@ def restore_checkpoint(trainer: Trainer, checkpoint: Checkpoint | str | os.PathL
     if not isinstance(checkpoint, Checkpoint):
         checkpoint = load_checkpoint(checkpoint)
     meta = checkpoint.meta
+    if data is not None and meta["data"] not in (None, data):
+        raise CheckpointError(
+            f"{checkpoint.path} was written while fitting different data ({meta['data']}), but "
+            f"this fit has {data}; resume with the same data, batch size and shuffle setting")
     _check_model(trainer.model, checkpoint)
     weights = trainer.model.check_weights(dict(checkpoint.weights))
     state = None
@@ -359,28 +444,14 @@ def restore_checkpoint(trainer: Trainer, checkpoint: Checkpoint | str | os.PathL
         state = check_optimizer_state(trainer.optimizer, _trainable_shapes(trainer.model),
                                       checkpoint.optimizer_state)
     position = meta["position"]
-    if data is not None and meta.get("data") not in (None, data):
-        raise CheckpointError(
-            f"{checkpoint.path} was written while fitting {meta['data']}, but this fit has "
-            f"{data}; resume with the same data, batch size and shuffle setting")
-    if meta.get("seed") != trainer.seed:
-        raise CheckpointError(f"{checkpoint.path} was written with seed {meta.get('seed')}, the "
+    if meta["seed"] != trainer.seed:
+        raise CheckpointError(f"{checkpoint.path} was written with seed {meta['seed']}, the "
                               f"trainer has seed {trainer.seed}; resume with the same seed so the "
                               "batch order continues")
+    _check_metric_states(trainer, checkpoint)
+    rate = meta["learning_rate"] if trainer.optimizer.constant_learning_rate is not None else None
     rng = checkpoint.rng_state if checkpoint.backend == trainer.backend_name else {}
-    try:
-        trainer.executable.set_weights(weights)
-        if state is not None:
-            trainer.executable.set_optimizer_state(state)
-        if meta.get("learning_rate") is not None and trainer.optimizer.constant_learning_rate is not None:
-            trainer.executable.set_learning_rate(float(meta["learning_rate"]))
-        if rng:
-            trainer.executable.set_rng_state(rng)
-    except PolyframeError:
-        raise
-    except Exception as exc:  # a backend that cannot take the state: say which part failed
-        raise CheckpointError(f"backend {trainer.backend_name!r} could not load {checkpoint.path}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+    _load_state(trainer, checkpoint.path, weights, state, rate, rng)
     trainer.epoch = position["epoch"]
     trainer.progress = Progress(position["batch"], position["step"], position["loss_total"],
                                 position["seen"], meta.get("data"))

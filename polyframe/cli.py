@@ -219,6 +219,10 @@ def _resume_defaults(args: argparse.Namespace) -> None:
     """``--seed`` and ``--backend`` from the ``--resume`` checkpoint when not given."""
     if args.checkpoint_every is not None and args.checkpoint_dir is None:
         raise ConfigError("--checkpoint-every needs --checkpoint-dir")
+    if args.checkpoint_dir is not None:
+        from .checkpoint import check_checkpoint_dir
+
+        check_checkpoint_dir(args.checkpoint_dir)
     if args.resume is None:
         args.seed = 0 if args.seed is None else args.seed
         return
@@ -242,8 +246,10 @@ def _train(args: argparse.Namespace) -> int:
                       strategy="data_parallel" if args.devices * args.nodes > 1 else "single",
                       devices=args.devices, nodes=args.nodes, precision=args.precision)
     version = trainer.backend.framework_version() or "unknown version"
+    workers = args.devices * args.nodes
+    parallel = f", data-parallel on {workers} workers" if workers > 1 else ""
     print(f"model {recipe.name}: {recipe.model.count_params():,} parameters; data {data.describe()}")
-    print(f"backend {trainer.backend_name} ({trainer.backend.framework} {version}), seed {args.seed}, "
+    print(f"backend {trainer.backend_name} ({trainer.backend.framework} {version}){parallel}, seed {args.seed}, "
           f"{args.epochs} epochs of batch {args.batch_size}, {type(optimizer).__name__} "
           f"lr {_learning_rate(optimizer.learning_rate)}")
     callbacks = []

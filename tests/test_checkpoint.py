@@ -245,6 +245,117 @@ def test_other_optimizer_and_other_data_are_refused(saved, data):
     _refuses(_trainer("torch", optimizer=pf.SGD(0.1)), saved, "adam optimizer state", data)
     with pytest.raises(pf.CheckpointError, match="batch size"):
         _trainer("torch").fit(*data, epochs=2, batch_size=16, progress=False, resume_from=saved)
+    # other data that also changes the model's shapes: the data is named, not the layer
+    wider = pf.Sequential([pf.Dense(8, activation="tanh"), pf.Dense(3)], input_shape=(6,))
+    x, y = data
+    _refuses(_trainer("torch", wider), saved, "different data",
+             (np.concatenate([x, x[:, :1]], axis=1)[:40], y[:40]))
+
+
+# -- hand-edited meta.json: refused before the trainer is touched -------------------------------
+def _set(*keys: str, value: object):
+    def edit(meta: dict) -> None:
+        for key in keys[:-1]:
+            meta = meta[key]
+        meta[keys[-1]] = value
+    return edit
+
+
+def _drop(*keys: str):
+    def edit(meta: dict) -> None:
+        for key in keys[:-1]:
+            meta = meta[key]
+        del meta[keys[-1]]
+    return edit
+
+
+def _inside_epoch(**changes: object):
+    """A consistent position at batch 2 of the saved checkpoint's epoch (batches of 8), then
+    ``changes``."""
+    def edit(meta: dict) -> None:
+        meta["position"].update({"batch": 2, "step": 8, "seen": 16, "loss_total": 17.0,
+                                 "metric_states": [{"_correct": 5, "_count": 16}], **changes})
+    return edit
+
+
+META_EDITS = {
+    "batch 1e9": (_set("position", "batch", value=1e9), r"'position\.batch' must be an integer"),
+    "batch past the epoch": (_set("position", "batch", value=10**9), "has 6"),
+    "batch -3": (_set("position", "batch", value=-3), r"'position\.batch' must be >= 0"),
+    "epoch -1": (_set("position", "epoch", value=-1), r"'position\.epoch' must be >= 0"),
+    "epoch '1'": (_set("position", "epoch", value="1"), r"'position\.epoch' must be an integer"),
+    "seen -4": (_set("position", "seen", value=-4), r"'position\.seen' must be >= 0"),
+    "seen off": (_inside_epoch(seen=15), r"'position\.seen' is 15 but 2 batch\(es\) of 8 hold 16"),
+    "step -5": (_set("position", "step", value=-5), r"'position\.step' must be >= 0"),
+    "loss_total NaN": (_set("position", "loss_total", value=float("nan")), "finite"),
+    "no position": (_drop("position"), "'position' is missing"),
+    "position []": (_set("position", value=[]), "'position' must be an object"),
+    "metric state of another metric": (_inside_epoch(metric_states=[{"update": 1}]),
+                                       "metric state"),
+    "history 'x'": (_set("history", value="x"), "'history' must be an object"),
+    "ragged history": (_set("history", value={"loss": [1.0], "accuracy": []}), "different lengths"),
+    "history too long": (_set("history", value={"loss": [1.0, 0.5]}), "position.epoch is 1"),
+    "no backend": (_drop("backend"), "'backend' is missing"),
+    "learning_rate 'fast'": (_set("learning_rate", value="fast"), "'learning_rate' must be a number"),
+    "learning_rate -1": (_set("learning_rate", value=-1.0), "positive number"),
+    "seed '0'": (_set("seed", value="0"), r"'seed' must be an integer, got '0' \(str\)"),
+    "no model": (_drop("model"), "'model' is missing"),
+    "model not a config": (_set("model", value=[1]), "must be the model's config"),
+    "no tensors": (_drop("tensors"), "'tensors' is missing"),
+    "tensors elsewhere": (_set("tensors", "file", value="/etc/passwd"), r"'tensors\.file' must be"),
+    "tensors of another checkpoint": (
+        _set("tensors", "file", value="../ckpt-000000001/tensors.safetensors"), r"'tensors\.file'"),
+    "data shuffle 'yes'": (_set("data", "shuffle", value="yes"), "true or false"),
+}
+
+
+@pytest.fixture(scope="module")
+def bystander(data):
+    """One trainer that every refused meta.json edit must leave untouched."""
+    trainer = _trainer("torch")
+    trainer.fit(*data, epochs=1, batch_size=16, progress=False)
+    return trainer
+
+
+@pytest.mark.parametrize("case", META_EDITS)
+def test_hand_edited_metadata_is_refused_before_anything_changes(case, saved, bystander, data,
+                                                                 tmp_path):
+    edit, message = META_EDITS[case]
+    copy = _copy(saved, tmp_path / "ckpt-000000006")
+    meta = json.loads((copy / "meta.json").read_text())
+    edit(meta)
+    (copy / "meta.json").write_text(json.dumps(meta))
+    _refuses(bystander, copy, f"{message}.*(restore the original meta.json|resume with the metrics)",
+             data)
+
+
+def test_a_consistent_position_inside_an_epoch_is_accepted(saved, data, tmp_path):
+    copy = _copy(saved, tmp_path / "ckpt-000000008")
+    meta = json.loads((copy / "meta.json").read_text())
+    _inside_epoch()(meta)
+    (copy / "meta.json").write_text(json.dumps(meta))
+    trainer = _trainer("torch")
+    history = trainer.fit(*data, epochs=2, batch_size=8, progress=False, resume_from=copy)
+    assert len(history.step_losses) == 4 and (trainer.epoch, trainer.progress.step) == (2, 12)
+
+
+@pytest.mark.parametrize("path", [5, ["dir"], "", b"dir"])
+def test_resume_from_that_is_not_a_path_is_refused(path, bystander, data):
+    _refuses(bystander, path, "must be a (non-empty )?path", data)
+
+
+def test_a_bad_checkpoint_dir_is_refused_before_training(bystander, data, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for directory, message in [(afile, "exists but is not a directory"),
+                               (afile / "sub", "cannot create checkpoint directory"),
+                               ("", "non-empty path")]:
+        before, step = _state(bystander), bystander.progress.step
+        with pytest.raises(pf.CheckpointError, match=message):
+            bystander.fit(*data, epochs=1, batch_size=8, progress=False, checkpoint_dir=directory)
+        assert bystander.progress.step == step
+        for key, value in _state(bystander).items():
+            np.testing.assert_array_equal(value, before[key])
 
 
 def test_checkpoints_are_never_overwritten_and_staging_is_not_listed(saved, victim, tmp_path):
@@ -261,6 +372,12 @@ def test_cli_resume_errors_are_one_line(tmp_path, capsys):
     model = str(FILES / "mlp_dropout.py")
     assert main(["train", model, "--data", "wine", "--resume", str(tmp_path / "missing")]) == 2
     assert main(["train", model, "--data", "wine", "--checkpoint-every", "3"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"polyframe: error: no checkpoint at {tmp_path / 'missing'}",
-                   "polyframe: error: --checkpoint-every needs --checkpoint-dir"]
+    (tmp_path / "afile").write_text("x")
+    assert main(["train", model, "--data", "wine", "--checkpoint-dir", str(tmp_path / "afile")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        f"polyframe: error: no checkpoint at {tmp_path / 'missing'}",
+        "polyframe: error: --checkpoint-every needs --checkpoint-dir",
+        f"polyframe: error: checkpoint directory {tmp_path / 'afile'} exists but is not a "
+        "directory; give the path of a directory (it is created if missing)"]
+    assert captured.out == "", "the checkpoint directory is checked before training starts"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,31 @@ def pid_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def test_a_closed_data_parallel_trainer_says_its_workers_were_stopped():
+    model = pf.Sequential([pf.Dense(3)], input_shape=(4,))
+    trainer = pf.Trainer(model, backend="torch", strategy="data_parallel", devices=2)
+    x = np.zeros((2, 4), np.float32)
+    assert trainer.predict(x).shape == (2, 3)
+    trainer.executable.close()
+    with pytest.raises(DistributedError, match="workers were stopped.*build a new Trainer"):
+        trainer.predict(x[:1])
+
+
+def test_cli_says_data_parallel_and_that_resumed_data_differs(tmp_path, capsys):
+    from polyframe.cli import main
+
+    model = str(Path(__file__).parent / "checkpoint_files" / "mlp_dropout.py")
+    wine = ["train", model, "--epochs", "1", "--batch-size", "64", "--backend", "torch"]
+    assert main([*wine, "--data", "wine", "--checkpoint-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main([*wine, "--data", "breast_cancer", "--devices", "2", "--resume", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "backend torch (torch " in captured.out and "data-parallel on 2 workers" in captured.out
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("polyframe: error: ")
+    assert "different data" in err[0] and "layer was changed" not in err[0]
 
 
 def test_a_worker_error_at_build_is_the_polyframe_error_it_raised(digits):
