@@ -33,6 +33,7 @@ DEFECTS: dict[str, tuple[type[Backend], str, frozenset[str]]] = {
     "faulty-loss-sum": (TorchBackend, "LossSummed", frozenset({"gradients", "trajectory"})),
     "faulty-eval-mode": (TorchBackend, "DropoutAtInference", frozenset({"forward"})),
     "faulty-shuffle": (TorchBackend, "UnseededBatchShuffle", frozenset({"determinism"})),
+    "faulty-checkpoint-moments": (TorchBackend, "CheckpointMomentsSwapped", frozenset({"checkpoint"})),
 }
 """Backend name -> (real backend it derives from, executable class, quick levels that must fail)."""
 

@@ -21,7 +21,7 @@ from polyframe_torch._executable import TorchExecutable
 
 __all__ = ["AdamEpsilonInsideSqrt", "BatchNormMomentumInverted", "SamePaddingSplitFirst",
            "LstmGatesReordered", "FlattenChannelFirst", "LossSummed", "DropoutAtInference",
-           "UnseededBatchShuffle"]
+           "UnseededBatchShuffle", "CheckpointMomentsSwapped"]
 
 
 def _require(found: bool, what: str) -> None:
@@ -173,3 +173,21 @@ class UnseededBatchShuffle(TorchExecutable):
         restored = np.empty_like(outputs)
         restored[order] = outputs
         return StepResult(loss, restored)
+
+
+def _swap_moments(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    swapped = {"/m": "/v", "/v": "/m"}
+    return {next((key[:-2] + new for old, new in swapped.items() if key.endswith(old)), key): value
+            for key, value in state.items()}
+
+
+class CheckpointMomentsSwapped(TorchExecutable):
+    """Adam's moments exported and imported under each other's canonical names (torch's
+    ``exp_avg`` / ``exp_avg_sq`` mapped the wrong way round): resuming on this backend is
+    exact, but its checkpoints mean something else on every other backend."""
+
+    def get_optimizer_state(self) -> dict[str, np.ndarray]:
+        return _swap_moments(super().get_optimizer_state())
+
+    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        super().set_optimizer_state(_swap_moments(state))

@@ -16,7 +16,7 @@ import pytest
 from _suite_run import run_suite
 from faulty_backends import DEFECTS
 
-QUICK_LEVELS = ["forward", "gradients", "optimizers", "determinism"]
+QUICK_LEVELS = ["forward", "gradients", "optimizers", "determinism", "checkpoint"]
 QUICK_CASES = {
     "faulty-adam-eps-in-sqrt": "adam-custom or batchnorm-dense",
     "faulty-batchnorm-momentum": "batchnorm-dense or adam-custom",
@@ -26,6 +26,7 @@ QUICK_CASES = {
     "faulty-loss-sum": "batchnorm-dense or adam-custom",
     "faulty-eval-mode": "dropout or batchnorm-dense",
     "faulty-shuffle": "same_seed or batchnorm-dense",
+    "faulty-checkpoint-moments": "same_backend_is_exact or move_to_and_from or adam-custom",
     "torch": "conv2d-same-uneven or lstm",
 }
 """For the quick test: the cases each backend runs (its defect's case, and one it must pass)."""

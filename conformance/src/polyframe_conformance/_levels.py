@@ -4,8 +4,8 @@ A level is a group of tests in one module, with the tolerances it holds a backen
 levels (checkpoint portability, data parallelism) register themselves here with their own test
 module; nothing else in the suite changes::
 
-    register_level(Level("checkpoint", 9, "checkpoint portability",
-                         "my_package.test_checkpoint", "bitwise after a round trip"))
+    register_level(Level("sharded-checkpoint", 11, "sharded checkpoints",
+                         "my_package.test_sharded", "bitwise after a round trip"))
 """
 
 from __future__ import annotations
@@ -109,5 +109,8 @@ for _level in (
           "exact polyframe error type per bad input"),
     Level("data-parallel", 9, "data-parallel training", _BUILT_IN + "test_data_parallel",
           "2 workers vs 1, same global batch: per-step loss of 100 steps within 1e-3 relative"),
+    Level("checkpoint", 10, "checkpoint portability", _BUILT_IN + "test_checkpoint",
+          "same backend: bitwise after resuming; to and from each built-in backend: predictions "
+          "rtol 1e-5, atol 1e-6, continued losses and weights rtol 1e-4, atol 1e-5"),
 ):
     register_level(_level)
