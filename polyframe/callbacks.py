@@ -73,7 +73,8 @@ class ProgressDisplay(Callback):
         self.width = width
 
     def on_train_begin(self, logs: dict) -> None:
-        self.epochs = logs["epochs"]
+        self.first = logs.get("initial_epoch", 0)
+        self.epochs = self.first + logs["epochs"]
         self.steps = logs["steps_per_epoch"]
 
     def on_epoch_begin(self, epoch: int, logs: dict) -> None:
@@ -90,7 +91,7 @@ class ProgressDisplay(Callback):
         done = int(self.width * (step + 1) / self.steps)
         bar = "=" * done + "." * (self.width - done)
         self.stream.write(
-            f"\repoch {logs['epoch'] + 1}/{self.epochs} [{bar}] {step + 1}/{self.steps}  "
+            f"\repoch {self.first + logs['epoch'] + 1}/{self.epochs} [{bar}] {step + 1}/{self.steps}  "
             f"loss {logs['loss']:.4f}"
         )
         self.stream.flush()
@@ -98,7 +99,8 @@ class ProgressDisplay(Callback):
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         seconds = time.perf_counter() - self.started
         prefix = "\r" + " " * (self.width + 60) + "\r" if self.live else ""
-        self.stream.write(f"{prefix}epoch {epoch + 1}/{self.epochs}  {_format(logs)}  ({seconds:.1f}s)\n")
+        self.stream.write(f"{prefix}epoch {self.first + epoch + 1}/{self.epochs}  {_format(logs)}  "
+                          f"({seconds:.1f}s)\n")
         self.stream.flush()
 
 

@@ -215,8 +215,9 @@ def _learning_rate(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else f"schedule {value!r}"
 
 
-def _resume_defaults(args: argparse.Namespace) -> None:
-    """``--seed`` and ``--backend`` from the ``--resume`` checkpoint when not given."""
+def _resume_defaults(args: argparse.Namespace):
+    """``--seed`` and ``--backend`` from the ``--resume`` checkpoint when not given; returns the
+    checkpoint (``None`` without ``--resume``)."""
     if args.checkpoint_every is not None and args.checkpoint_dir is None:
         raise ConfigError("--checkpoint-every needs --checkpoint-dir")
     if args.checkpoint_dir is not None:
@@ -225,17 +226,18 @@ def _resume_defaults(args: argparse.Namespace) -> None:
         check_checkpoint_dir(args.checkpoint_dir)
     if args.resume is None:
         args.seed = 0 if args.seed is None else args.seed
-        return
+        return None
     from .checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(args.resume)
     args.seed = checkpoint.meta["seed"] if args.seed is None else args.seed
     if args.backend is None and not os.environ.get(ENV_BACKEND, "").strip():
         args.backend = checkpoint.backend
+    return checkpoint
 
 
 def _train(args: argparse.Namespace) -> int:
-    _resume_defaults(args)
+    checkpoint = _resume_defaults(args)
     data = load(args.data, args.data_dir)
     recipe = load_model_file(args.model_file, data.input_shape, data.num_classes)
     optimizer = recipe.optimizer
@@ -250,15 +252,23 @@ def _train(args: argparse.Namespace) -> int:
     parallel = f", data-parallel on {workers} workers" if workers > 1 else ""
     print(f"model {recipe.name}: {recipe.model.count_params():,} parameters; data {data.describe()}")
     print(f"backend {trainer.backend_name} ({trainer.backend.framework} {version}){parallel}, seed {args.seed}, "
-          f"{args.epochs} epochs of batch {args.batch_size}, {type(optimizer).__name__} "
+          f"{args.epochs} epoch{'s' if args.epochs != 1 else ''} of batch {args.batch_size}, "
+          f"{type(optimizer).__name__} "
           f"lr {_learning_rate(optimizer.learning_rate)}")
     callbacks = []
     if args.checkpoint_dir is not None:
         from .monitoring import ModelCheckpoint
 
         callbacks.append(ModelCheckpoint(args.checkpoint_dir, every_n_steps=args.checkpoint_every))
-    if args.resume is not None:
-        print(f"resuming from {args.resume}")
+    if checkpoint is not None:
+        position = checkpoint.meta["position"]
+        print(f"resuming from {checkpoint.path}: step {checkpoint.step}, epoch {checkpoint.epoch + 1}"
+              f" after batch {position['batch']}" if position["batch"] else
+              f"resuming from {checkpoint.path}: step {checkpoint.step}, {checkpoint.epoch} "
+              f"epoch(s) done")
+        if checkpoint.epoch >= args.epochs:
+            print(f"nothing left to train: --epochs counts the whole run ({args.epochs}) and the "
+                  f"checkpoint has done {checkpoint.epoch}; raise --epochs to train further")
     trainer.fit(data.x_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
                 validation_split=args.validation_split, callbacks=callbacks, resume_from=args.resume)
     result = trainer.evaluate(data.x_test, data.y_test)
@@ -394,7 +404,9 @@ def _recommend(args: argparse.Namespace) -> int:
         if args.model_file:
             extra = f" --data {args.data}" + (f" --data-dir {args.data_dir}" if args.data_dir else "")
             command = (f"polyframe train {args.model_file} --backend {{backend}} "
-                       f"--batch-size {args.batch_size}" + (extra if args.data != "digits" else ""))
+                       f"--batch-size {args.batch_size}" + (extra if args.data != "digits" else "")
+                       + (" --devices 2" if args.parallel == "data" else "")
+                       + (f" --precision {args.precision}" if args.precision != "float32" else ""))
         print(format_recommendation(rec, command))
     return 0 if rec.best else 1
 

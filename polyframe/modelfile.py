@@ -96,6 +96,10 @@ def load_model_file(path: str | Path, input_shape: tuple[int, ...], num_classes:
     if not isinstance(model, Model):
         raise ModelFileError(f"{path}: build_model() returned {type(model).__name__}, "
                              "not a polyframe model (Sequential or Model)")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ModelFileError(f"{path}: the model has {len(model.inputs)} input(s) and "
+                             f"{len(model.outputs)} output(s); model files (polyframe train, bench, "
+                             "recommend) take one of each; train it from Python (docs/models.md)")
     loss = _call(module, path, "loss") if hasattr(module, "loss") else SparseCategoricalCrossentropy()
     optimizer = _call(module, path, "optimizer") if hasattr(module, "optimizer") else Adam(1e-3)
     if not isinstance(loss, Loss) or not isinstance(optimizer, Optimizer):

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from ._checks import check_float, check_int
+from ._checks import check_bool, check_float, check_int
 from .callbacks import Callback
 from .checkpoint import list_checkpoints, save_checkpoint
 from .errors import ConfigError
@@ -46,6 +46,9 @@ class _Monitor:
     def __init__(self, monitor: str, mode: str, min_delta: float) -> None:
         if mode not in ("auto", "min", "max"):
             raise ConfigError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if not isinstance(monitor, str) or not monitor:
+            raise ConfigError(f"monitor must be the name of a logged value such as 'val_loss', "
+                              f"got {monitor!r}")
         self.monitor = monitor
         self.sign = -1.0 if mode == "max" or (mode == "auto" and "acc" in monitor) else 1.0
         self.min_delta = check_float(min_delta, "min_delta", low=0.0)
@@ -82,11 +85,13 @@ class ModelCheckpoint(Callback):
     def __init__(self, directory: str | os.PathLike, *, save_last: bool = True,
                  every_n_steps: int | None = None, save_best: bool = False,
                  monitor: str = "val_loss", mode: str = "auto", keep: int = 2) -> None:
+        if not isinstance(directory, (str, os.PathLike)) or not str(directory):
+            raise ConfigError(f"ModelCheckpoint needs a directory path, got {directory!r}")
         self.directory = Path(directory)
-        self.save_last = bool(save_last)
+        self.save_last = check_bool(save_last, "save_last")
         self.every_n_steps = None if every_n_steps is None else check_int(
             every_n_steps, "every_n_steps", minimum=1)
-        self.save_best = bool(save_best)
+        self.save_best = check_bool(save_best, "save_best")
         self.keep = check_int(keep, "keep", minimum=1)
         self._best = _Monitor(monitor, mode, 0.0)
         self._steps_per_epoch = 0
@@ -127,7 +132,7 @@ class EarlyStopping(Callback):
     def __init__(self, monitor: str = "val_loss", *, patience: int = 0, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = False) -> None:
         self.patience = check_int(patience, "patience", minimum=0)
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = check_bool(restore_best_weights, "restore_best_weights")
         self._monitor = _Monitor(monitor, mode, min_delta)
         self.wait = 0
         self.stopped_epoch: int | None = None

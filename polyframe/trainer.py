@@ -240,7 +240,8 @@ class Trainer:
         steps = math.ceil(samples / batch_size)
         first_epoch = self.epoch
         last_epoch = epochs if resume is not None else first_epoch + epochs
-        _emit(listeners, "on_train_begin", {"epochs": last_epoch - first_epoch, "steps_per_epoch": steps})
+        _emit(listeners, "on_train_begin", {"epochs": last_epoch - first_epoch, "steps_per_epoch": steps,
+                                            "initial_epoch": first_epoch})
         self.stop_training = False
         for epoch in range(first_epoch, last_epoch):
             _emit(listeners, "on_epoch_begin", epoch, {})

@@ -112,6 +112,8 @@ def test_rules_file_that_is_not_json_is_a_config_error(tmp_path):
     ({"precision": "fp16-mixed"}, "cpu", {"tensorflow": "tensorflow-float32-only",
                                           "jax": "jax-no-fp16-loss-scaling"}),
     ({"parallel": "data"}, "cpu", {}),
+    ({"parallel": "data", "layers": ("conv2d", "batch_norm")}, "cpu",
+     {"tensorflow": "tensorflow-data-parallel-batchnorm"}),
     ({"family": "Transformer"}, "cpu", {}),
     ({}, "cpu", {}),
 ])
