@@ -108,6 +108,9 @@ def test_nan_in_the_loss(backend):
     ("def build_model(input_shape, num_classes):\n    return 3\n", "not a polyframe model"),
     ("def build_model(input_shape, num_classes)\n", "syntax error"),
     ("def build_model(input_shape, num_classes):\n    return undefined_name\n", "NameError"),
+    ("import polyframe as pf\ndef build_model(input_shape, num_classes):\n"
+     "    x = pf.Input(input_shape)\n    h = pf.Flatten()(x)\n"
+     "    return pf.Model(x, [pf.Dense(num_classes)(h), pf.Dense(2)(h)])\n", "take one of each"),
 ])
 def test_broken_model_files(tmp_path, body, fragment):
     assert_clean_error(run("train", model_file(tmp_path, body), "--backend", "torch"), fragment)
