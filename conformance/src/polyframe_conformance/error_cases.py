@@ -83,7 +83,7 @@ ERROR_CASES: list[ErrorCase] = [
               lambda b: _fit(b, _data()[0], np.full(8, 0.5))),
     ErrorCase("fit-nan-inputs", pf.DataError,
               lambda b: _fit(b, np.full((8, 5), np.nan, np.float32), _data()[1])),
-    ErrorCase("fit-label-count-mismatch", pf.ConfigError,
+    ErrorCase("fit-label-count-mismatch", pf.LabelError,
               lambda b: _fit(b, _data()[0], _data()[1][:5])),
     ErrorCase("predict-wrong-input-shape", pf.ShapeError,
               lambda b: _trainer(b).predict(np.zeros((3, 6), np.float32))),
