@@ -108,8 +108,8 @@ def test_rules_file_that_is_not_json_is_a_config_error(tmp_path):
 
 
 @pytest.mark.parametrize("change, device, expected", [
-    ({"precision": "bf16-mixed"}, "cpu", {"tensorflow": "tensorflow-float32-only"}),
-    ({"precision": "fp16-mixed"}, "cpu", {"tensorflow": "tensorflow-float32-only",
+    ({"precision": "bf16-mixed"}, "cpu", {}),
+    ({"precision": "fp16-mixed"}, "cpu", {"tensorflow": "tensorflow-no-fp16-loss-scaling",
                                           "jax": "jax-no-fp16-loss-scaling"}),
     ({"parallel": "data"}, "cpu", {}),
     ({"parallel": "data", "layers": ("conv2d", "batch_norm")}, "cpu",
@@ -595,4 +595,4 @@ def test_when_every_backend_is_excluded_there_is_no_answer_and_each_reason_is_gi
     rec = recommend(workload(precision="fp16-mixed"), machine=machine(), device="cpu",
                     backends=("tensorflow", "jax"))
     assert rec.best is None and rec.basis == "none"
-    assert excluded_by(rec) == {"tensorflow": {"tensorflow-float32-only"}, "jax": {"jax-no-fp16-loss-scaling"}}
+    assert excluded_by(rec) == {"tensorflow": {"tensorflow-no-fp16-loss-scaling"}, "jax": {"jax-no-fp16-loss-scaling"}}

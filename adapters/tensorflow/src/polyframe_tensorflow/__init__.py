@@ -30,6 +30,7 @@ class TensorFlowBackend(Backend):
     executable = "polyframe_tensorflow._executable:TensorFlowExecutable"
     distributed = "polyframe_tensorflow._distributed:TensorFlowDataParallelEngine"
     distributed_processes = "per_node"
+    precisions = ("float32", "bf16-mixed")
     adapter_distribution = "polyframe-tensorflow"
     priority = 30
 

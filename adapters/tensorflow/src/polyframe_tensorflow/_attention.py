@@ -17,6 +17,7 @@ from polyframe.attention import MultiHeadAttention, TransformerEncoderBlock
 from polyframe.layers import Embedding, LayerNorm
 from polyframe.model import Node
 
+from ._precision import cast_like
 from ._startup import quiet_startup
 
 with quiet_startup():
@@ -34,14 +35,16 @@ def _inputs(x: Any) -> list[Tensor]:
 
 
 def _layer_norm(x: Tensor, gamma: tf.Variable, beta: tf.Variable, epsilon: float) -> Tensor:
-    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-    return (x - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
+    """Normalised in float32 whatever ``x``'s type; returned in that type."""
+    x32 = tf.cast(x, tf.float32)
+    mean, variance = tf.nn.moments(x32, axes=[-1], keepdims=True)
+    return tf.cast((x32 - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta, x.dtype)
 
 
 def _dropout(x: Tensor, rate: float, training: bool, rng: tf.random.Generator) -> Tensor:
     if not training or rate == 0.0:
         return x
-    keep = rng.uniform(tf.shape(x), dtype=x.dtype) >= rate
+    keep = rng.uniform(tf.shape(x), dtype=tf.float32) >= rate
     return tf.where(keep, x * (1.0 / (1.0 - rate)), tf.zeros_like(x))
 
 
@@ -51,15 +54,15 @@ def _attention(params: Variables, name: Callable[[str], str], layer: MultiHeadAt
     heads, length, keys = layer.num_heads, query.shape[1], value.shape[1]
 
     def project(x: Tensor, part: str, width: int) -> Tensor:
-        y = tf.einsum("nlc,cw->nlw", x, params[name(f"{part}_kernel")])
+        y = tf.einsum("nlc,cw->nlw", x, cast_like(params[name(f"{part}_kernel")], x))
         if layer.use_bias:
-            y = y + params[name(f"{part}_bias")]
+            y = y + cast_like(params[name(f"{part}_bias")], x)
         return tf.reshape(y, tf.stack([tf.shape(x)[0], x.shape[1], heads, width]))
 
     q = project(query, "query", layer.key_dim)
     k = project(value, "key", layer.key_dim)
     v = project(value, "value", layer.value_dim)  # type: ignore[arg-type]
-    scores = tf.einsum("nlhd,nshd->nhls", q, k) * (1.0 / math.sqrt(layer.key_dim))
+    scores = tf.cast(tf.einsum("nlhd,nshd->nhls", q, k), tf.float32) * (1.0 / math.sqrt(layer.key_dim))
     allowed = tf.ones((1, 1, length, keys), dtype=tf.bool)
     if layer.causal:
         allowed = tf.logical_and(allowed, np.tril(np.ones((length, keys), dtype=bool)))
@@ -70,10 +73,10 @@ def _attention(params: Variables, name: Callable[[str], str], layer: MultiHeadAt
     e = tf.where(allowed, tf.exp(tf.where(allowed, scores, row_max) - row_max), 0.0)
     total = tf.reduce_sum(e, axis=-1, keepdims=True)
     p = _dropout(e / tf.where(total > 0, total, 1.0), layer.dropout, training, rng)
-    out = tf.einsum("nhls,nshd->nlhd", p, v)
+    out = tf.einsum("nhls,nshd->nlhd", tf.cast(p, v.dtype), v)
     out = tf.reshape(out, tf.stack([tf.shape(out)[0], length, heads * layer.value_dim]))  # type: ignore[operator]
-    y = tf.einsum("nlc,ce->nle", out, params[name("output_kernel")])
-    return y + params[name("output_bias")] if layer.use_bias else y
+    y = tf.einsum("nlc,ce->nle", out, cast_like(params[name("output_kernel")], out))
+    return y + cast_like(params[name("output_bias")], y) if layer.use_bias else y
 
 
 def _layer_norm_layer(node: Node, params: Variables, rng: tf.random.Generator) -> LayerFn:
@@ -139,8 +142,9 @@ def _transformer_encoder_block(node: Node, params: Variables, rng: tf.random.Gen
 
         def feed_forward(t: Tensor) -> Tensor:
             f1, f2 = name("ff_1"), name("ff_2")
-            t = activation(tf.einsum("nlc,cf->nlf", t, params[f1("kernel")]) + params[f1("bias")])
-            y = tf.einsum("nlf,fc->nlc", t, params[f2("kernel")]) + params[f2("bias")]
+            t = tf.cast(activation(tf.einsum("nlc,cf->nlf", t, cast_like(params[f1("kernel")], t))
+                                   + cast_like(params[f1("bias")], t)), t.dtype)
+            y = tf.einsum("nlf,fc->nlc", t, cast_like(params[f2("kernel")], t)) + cast_like(params[f2("bias")], t)
             return _dropout(y, layer.dropout, training, rng)
 
         if layer.norm_first:

@@ -12,7 +12,7 @@ z, r, h).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from polyframe.layers import (
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
     GRU,
     GlobalAvgPool2D,
@@ -44,6 +45,7 @@ from polyframe.model import Model, Node
 from polyframe.optimizers import Optimizer
 
 from ._attention import ATTENTION_BUILDERS
+from ._precision import cast_like, compute_dtype, computing_in
 from ._startup import quiet_startup
 from ._training import JIT_COMPILE_UPDATE, _loss_function, _optimizer
 
@@ -64,8 +66,8 @@ _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": tf.nn.relu,
     "tanh": tf.math.tanh,
     "sigmoid": tf.math.sigmoid,
-    "softmax": lambda x: tf.nn.softmax(x, axis=-1),
-    "log_softmax": lambda x: tf.nn.log_softmax(x, axis=-1),
+    "softmax": lambda x: tf.nn.softmax(tf.cast(x, tf.float32), axis=-1),
+    "log_softmax": lambda x: tf.nn.log_softmax(tf.cast(x, tf.float32), axis=-1),
     "gelu": lambda x: tf.nn.gelu(x, approximate=False),
     "silu": tf.nn.silu,
     "leaky_relu": lambda x: tf.nn.leaky_relu(x, alpha=LEAKY_RELU_SLOPE),
@@ -83,7 +85,7 @@ def _spatial_pads(node: Node, window: tuple[int, int], strides: tuple[int, int])
 
 def _with_bias(node: Node, params: dict[str, tf.Variable]) -> Callable[[Tensor], Tensor]:
     bias = params.get(node.param_key("bias"))
-    return (lambda x: x) if bias is None else (lambda x: tf.nn.bias_add(x, bias))
+    return (lambda x: x) if bias is None else (lambda x: tf.nn.bias_add(x, cast_like(bias, x)))
 
 
 def _dilate(kernel: Tensor, dilation: tuple[int, int]) -> Tensor:
@@ -113,7 +115,7 @@ def _conv2d(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator
     dilation, groups = tuple(layer.dilation), layer.groups  # type: ignore[arg-type]
 
     def conv2d(x: Tensor, training: bool) -> Tensor:
-        k = _dilate(kernel, dilation)
+        k = _dilate(cast_like(kernel, x), dilation)
         if groups == 1:
             return activation(bias(tf.nn.conv2d(x, k, strides, padding)))
         parts = zip(tf.split(x, groups, axis=-1), tf.split(k, groups, axis=-1))
@@ -146,7 +148,7 @@ def _avg_pool2d(node: Node, params: dict[str, tf.Variable], rng: tf.random.Gener
                   zip(node.input_shape[:2], window, strides))  # type: ignore[arg-type]
     area = window[0] * window[1]  # type: ignore[index]
     scale = tf.constant((area / np.outer(rows, cols))[None, :, :, None], tf.float32)
-    return lambda x, training: pool(tf.pad(x, pads)) * scale
+    return lambda x, training: pool(tf.pad(x, pads)) * tf.cast(scale, x.dtype)
 
 
 def _global_avg_pool2d(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
@@ -167,7 +169,7 @@ def _conv1d(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator
     bias, activation = _with_bias(node, params), _ACTIVATIONS[layer.activation]  # type: ignore[index]
 
     def conv1d(x: Tensor, training: bool) -> Tensor:
-        y = tf.nn.conv1d(pad(x), kernel, layer.strides, "VALID", dilations=layer.dilation)
+        y = tf.nn.conv1d(pad(x), cast_like(kernel, x), layer.strides, "VALID", dilations=layer.dilation)
         return activation(bias(y))
 
     return conv1d
@@ -180,7 +182,8 @@ def _reshape(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generato
 
 def _batch_norm(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
     """Batch statistics (biased variance) in training, where the moving statistics are also
-    assigned ``momentum * old + (1 - momentum) * batch``; moving statistics in inference."""
+    assigned ``momentum * old + (1 - momentum) * batch``; moving statistics in inference.
+    Computed in float32 whatever the input's type, and returned in that type."""
     layer: BatchNorm = node.layer  # type: ignore[assignment]
     gamma, beta = params[node.param_key("gamma")], params[node.param_key("beta")]
     moving_mean = params[node.param_key("moving_mean")]
@@ -188,7 +191,7 @@ def _batch_norm(node: Node, params: dict[str, tf.Variable], rng: tf.random.Gener
     axes = list(range(len(node.input_shape)))
     m, eps = layer.momentum, layer.epsilon
 
-    def batch_norm(x: Tensor, training: bool) -> Tensor:
+    def normalize(x: Tensor, training: bool) -> Tensor:
         if not training:
             return tf.nn.batch_normalization(x, moving_mean, moving_variance, beta, gamma, eps)
         mean, variance = tf.nn.moments(x, axes)
@@ -196,12 +199,15 @@ def _batch_norm(node: Node, params: dict[str, tf.Variable], rng: tf.random.Gener
         moving_variance.assign(m * moving_variance + (1.0 - m) * tf.stop_gradient(variance))
         return tf.nn.batch_normalization(x, mean, variance, beta, gamma, eps)
 
+    def batch_norm(x: Tensor, training: bool) -> Tensor:
+        return tf.cast(normalize(tf.cast(x, tf.float32), training), x.dtype)
+
     return batch_norm
 
 
 def _input_terms(x: Tensor, kernel: tf.Variable, bias: Tensor) -> Tensor:
     """``x_t W + b`` of every step in one product, time-major: ``(time, batch, gates * units)``."""
-    return tf.einsum("ntc,cg->tng", x, kernel) + bias
+    return tf.einsum("ntc,cg->tng", x, cast_like(kernel, x)) + cast_like(bias, x)
 
 
 def _recurrent_outputs(layer: LSTM | GRU, hs: Tensor, *cells: Tensor) -> Tensor | tuple[Tensor, ...]:
@@ -221,7 +227,7 @@ def _lstm(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) 
     kernel, recurrent, bias = (params[node.param_key(k)] for k in ("kernel", "recurrent_kernel", "bias"))
 
     def lstm(x: Tensor, training: bool) -> Tensor:
-        u = tf.convert_to_tensor(recurrent)
+        u = tf.convert_to_tensor(cast_like(recurrent, x))
 
         def step(state: tuple[Tensor, Tensor], a: Tensor) -> tuple[Tensor, Tensor]:
             h, c = state
@@ -243,7 +249,7 @@ def _gru(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -
     kernel, recurrent, bias = (params[node.param_key(k)] for k in ("kernel", "recurrent_kernel", "bias"))
 
     def gru(x: Tensor, training: bool) -> Tensor:
-        u, recurrent_bias = tf.convert_to_tensor(recurrent), bias[1]
+        u, recurrent_bias = tf.convert_to_tensor(cast_like(recurrent, x)), cast_like(bias, x)[1]
 
         def step(h: Tensor, a: Tensor) -> Tensor:
             a_r, a_z, a_n = tf.split(a, 3, axis=1)
@@ -268,7 +274,7 @@ def _dense(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator)
     layer: Dense = node.layer  # type: ignore[assignment]
     kernel = params[node.param_key("kernel")]
     bias, activation = _with_bias(node, params), _ACTIVATIONS[layer.activation]  # type: ignore[index]
-    return lambda x, training: activation(bias(tf.linalg.matmul(x, kernel)))
+    return lambda x, training: activation(bias(tf.linalg.matmul(x, cast_like(kernel, x))))
 
 
 def _dropout(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator) -> LayerFn:
@@ -279,7 +285,7 @@ def _dropout(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generato
     def dropout(x: Tensor, training: bool) -> Tensor:
         if not training:
             return x
-        keep = rng.uniform(tf.shape(x), dtype=x.dtype) >= rate
+        keep = rng.uniform(tf.shape(x), dtype=tf.float32) >= rate
         return tf.where(keep, x * (1.0 / (1.0 - rate)), tf.zeros_like(x))
 
     return dropout
@@ -335,10 +341,14 @@ class _Network(tf.Module):
 
     ``ordered`` holds the trainable variables, the only ones the optimizer sees; non-trainable
     state (BatchNorm's moving statistics) is assigned by the forward pass in training mode.
+    Layers compute in ``compute`` (see :mod:`polyframe_tensorflow._precision`); the outputs are
+    float32.
     """
 
-    def __init__(self, model: Model, weights: dict[str, np.ndarray], seed: int) -> None:
+    def __init__(self, model: Model, weights: dict[str, np.ndarray], seed: int,
+                 compute: tf.DType = tf.float32) -> None:
         super().__init__(name="polyframe_model")
+        self.compute = compute
         specs = model.param_specs()
         self.params = {key: tf.Variable(weights[key], name=key, trainable=spec.trainable)
                        for key, spec in specs}
@@ -353,10 +363,14 @@ class _Network(tf.Module):
                 f"the tensorflow backend does not support layer {type(node.layer).__name__} "
                 f"({node.name!r}); use one of {', '.join(t.__name__ for t in _LAYERS)}"
             )
-        return compile_layer(node, self.params, self.rng)
+        layer = compile_layer(node, self.params, self.rng)
+        if self.compute == tf.float32 or isinstance(node.layer, Embedding):
+            return layer
+        return computing_in(self.compute, layer)
 
     def __call__(self, x: Sequence[Tensor], training: bool) -> tuple[Tensor, ...]:
-        return self._program.run(x, lambda layer, value: layer(value, training))
+        outputs = self._program.run(x, lambda layer, value: layer(value, training))
+        return tuple(tf.cast(o, tf.float32) for o in outputs)
 
 
 # -- the executable ----------------------------------------------------------------------------
@@ -385,12 +399,10 @@ class TensorFlowExecutable(Executable):
 
     def __init__(self, model: Model, weights: dict[str, np.ndarray], loss: Loss | tuple[Loss, ...],
                  optimizer: Optimizer, options: BuildOptions) -> None:
-        if options.precision != "float32":
-            raise ConfigError(f"precision={options.precision!r} is not supported on the tensorflow "
-                              "backend yet; use 'float32' here, or bf16-mixed on torch or jax")
+        compute = compute_dtype(options.precision)
         if options.deterministic:
             tf.config.experimental.enable_op_determinism()
-        self._net = _Network(model, model.check_weights(weights), options.seed)
+        self._net = _Network(model, model.check_weights(weights), options.seed, compute)
         self._losses, y_specs = zip(*(_loss_function(spec, shape) for spec, shape
                                       in zip(as_tuple(loss), model.output_shapes)))
         self._loss_weights = options.loss_weights
