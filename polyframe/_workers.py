@@ -39,6 +39,8 @@ _ENV_AUTHKEY = "POLYFRAME_DRIVER_AUTHKEY"
 _ENV_RANK = "POLYFRAME_WORKER_RANK"
 _HOST = "127.0.0.1"
 _POLL_S = 0.2
+_EXIT_GRACE_S = 2.0
+"""How long a closed connection waits for its worker's exit status, to report how it died."""
 _CLOSE_GRACE_S = 5.0
 _METHODS = frozenset({"devices_used", "prepare_inputs", "train_share", "eval_step", "predict", "get_weights",
                       "set_weights", "get_optimizer_state", "set_optimizer_state", "get_rng_state",
@@ -160,7 +162,7 @@ class WorkerPool:
                 try:
                     replies[rank] = conn.recv()
                 except (EOFError, OSError):
-                    self._check_alive(f"during {what}")
+                    self._check_alive(f"during {what}", grace_s=_EXIT_GRACE_S)
                     self._fail(f"worker {rank} closed its connection during {what}")
             if pending:
                 self._check_alive(f"during {what}")
@@ -180,12 +182,19 @@ class WorkerPool:
         return results
 
     # -- failures and shutdown -------------------------------------------------------------
-    def _check_alive(self, when: str) -> None:
-        for rank, proc in enumerate(self._procs):
-            code = proc.poll()
-            if code is not None:
-                how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-                self._fail(f"worker {rank} (pid {proc.pid}) {how} {when}")
+    def _check_alive(self, when: str, *, grace_s: float = 0.0) -> None:
+        """Fail naming the first worker that has exited; with ``grace_s``, wait that long for
+        one to exit (a closed connection usually means its process is ending)."""
+        deadline = time.monotonic() + grace_s
+        while True:
+            for rank, proc in enumerate(self._procs):
+                code = proc.poll()
+                if code is not None:
+                    how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+                    self._fail(f"worker {rank} (pid {proc.pid}) {how} {when}")
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.05)
 
     def _stop(self, reason: str) -> None:
         self._failure = reason

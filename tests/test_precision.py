@@ -80,13 +80,14 @@ def _layer_zoo() -> list[tuple[str, pf.Model, np.ndarray, np.ndarray, pf.SparseC
              pf.SparseCategoricalCrossentropy(from_logits=True))]
 
 
+@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
 @pytest.mark.parametrize("index", range(3), ids=["cnn", "recurrent", "transformer"])
-def test_tensorflow_bf16_mixed_computes_every_layer_in_bfloat16_close_to_float32(index):
-    require("tensorflow")
+def test_bf16_mixed_computes_every_layer_in_bfloat16_close_to_float32(backend, index):
+    require(backend)
     _, model, x, y, loss = _layer_zoo()[index]
     runs = {}
     for precision in ("float32", "bf16-mixed"):
-        trainer = pf.Trainer(model, backend="tensorflow", precision=precision, loss=loss,
+        trainer = pf.Trainer(model, backend=backend, precision=precision, loss=loss,
                              optimizer=pf.Adam(1e-3), seed=0)
         runs[precision] = (trainer.predict(x), trainer.evaluate(x, y)["loss"],
                            trainer.fit(x, y, epochs=2, batch_size=8, progress=False).step_losses, trainer)

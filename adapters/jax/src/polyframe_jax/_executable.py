@@ -29,6 +29,7 @@ from polyframe.layers import (
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
     GRU,
     GlobalAvgPool2D,
@@ -137,7 +138,7 @@ def _avg_pool2d(node: Node, index: int) -> Apply:
         sums = lax.reduce_window(
             x, np.array(0, x.dtype), lax.add, (1, ph, pw, 1), (1, sh, sw, 1), [(0, 0), *pads, (0, 0)],
         )
-        return sums / counts
+        return sums / counts.astype(x.dtype)
 
     return apply
 
@@ -386,6 +387,10 @@ class JaxExecutable(Executable):
         self._loss_weights = options.loss_weights
         self._tx = _transformation(optimizer)
         self._compute_dtype = compute_dtype(options.precision)
+        self._id_inputs = tuple(any(isinstance(node.layer, Embedding) for node in model.consumers(spec.name))
+                                for spec in model.inputs)
+        """Inputs read by an Embedding stay float32 under bf16: bfloat16 holds integers exactly
+        only up to 256."""
         self._params = _to_device(weights, self._trainable)
         self._state = _to_device(weights, self._state_keys)
         self._opt_state = self._tx.init(self._params)
@@ -398,7 +403,9 @@ class JaxExecutable(Executable):
     def _forward(self, params: Params, x: tuple[jax.Array, ...], key: jax.Array | None = None,
                  new_state: Params | None = None) -> tuple[jax.Array, ...]:
         new_state = {} if new_state is None else new_state
-        params, x = to_compute((params, x), self._compute_dtype)
+        params = to_compute(params, self._compute_dtype)
+        x = tuple(part if is_ids else to_compute(part, self._compute_dtype)
+                  for part, is_ids in zip(x, self._id_inputs))
         outputs = self._program.run(x, lambda apply, value: apply(params, value, key, new_state))
         if self._compute_dtype is None:
             return outputs
