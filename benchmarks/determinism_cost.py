@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{backend:<11} {row['off']:6.2f}  {row['on']:6.2f}  {row['on'] / row['off']:.3f}")
     Path(args.out).write_text(json.dumps({"command": "python benchmarks/determinism_cost.py " +
                                           " ".join(argv or sys.argv[1:]),
-                                          "settings": vars(args), "process_medians_ms": medians,
+                                          "settings": {k: v for k, v in vars(args).items() if k != "out"},
+                                          "process_medians_ms": medians,
                                           "median_ms": rows}, indent=1))
     return 0
 
