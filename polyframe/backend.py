@@ -46,8 +46,9 @@ import abc
 import importlib
 import importlib.metadata
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -127,33 +128,55 @@ class Executable(abc.ABC):
         """Replace the weights with canonical ones (already checked against the model)."""
 
     # -- training state (checkpoints, callbacks); optional for third-party backends ------------
+    state_functions: ClassVar[str | None] = None
+    """Dotted name of a module defining some of the training-state methods below as functions of
+    the executable (``get_optimizer_state(executable)``, ...), imported on first use so that it
+    may import the executable's own module; a method it does not define keeps its default."""
+
+    def _state_function(self, name: str) -> Callable[..., Any] | None:
+        if self.state_functions is None:
+            return None
+        return getattr(importlib.import_module(self.state_functions), name, None)
+
     def get_optimizer_state(self) -> dict[str, np.ndarray]:
         """The optimizer state in canonical form (:mod:`polyframe.optimizer_state`): ``"step"``
         and ``"<param key>/<slot>"`` arrays in canonical layout, as copies."""
+        if (function := self._state_function("get_optimizer_state")) is not None:
+            return function(self)
         raise _unsupported(self, "export its optimizer state")
 
     def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
         """Replace the optimizer state with a canonical one (already checked by the core)."""
+        if (function := self._state_function("set_optimizer_state")) is not None:
+            return function(self, state)
         raise _unsupported(self, "import an optimizer state")
 
     def get_rng_state(self) -> dict[str, np.ndarray]:
         """The backend's dropout RNG position as arrays, so a resumed run draws the same masks.
         Its names and meaning are the backend's own; the default has none."""
+        if (function := self._state_function("get_rng_state")) is not None:
+            return function(self)
         return {}
 
     def set_rng_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`get_rng_state` returned (on this same backend)."""
+        if (function := self._state_function("set_rng_state")) is not None:
+            return function(self, state)
         if state:
             raise _unsupported(self, "restore an RNG state")
 
     def get_learning_rate(self) -> float:
         """The constant learning rate the next update uses (as set by
         :meth:`set_learning_rate`); an optimizer with a schedule has none."""
+        if (function := self._state_function("get_learning_rate")) is not None:
+            return function(self)
         raise _unsupported(self, "report its learning rate")
 
     def set_learning_rate(self, learning_rate: float) -> None:
         """Use ``learning_rate`` for every later update, without recompiling the step. Only for
         an optimizer with a constant rate (a schedule owns its rate)."""
+        if (function := self._state_function("set_learning_rate")) is not None:
+            return function(self, learning_rate)
         raise _unsupported(self, "change its learning rate at run time")
 
 

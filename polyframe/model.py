@@ -111,12 +111,14 @@ class SymbolicTensor:
 
 
 class _Call:
-    """One application of a layer to symbolic tensors."""
+    """One application of a layer to symbolic tensors, with the shapes it sees and gives."""
 
-    __slots__ = ("layer", "inputs", "output_shape")
+    __slots__ = ("layer", "inputs", "input_shape", "output_shape")
 
-    def __init__(self, layer: Layer, inputs: tuple[SymbolicTensor, ...], output_shape: LayerShape) -> None:
-        self.layer, self.inputs, self.output_shape = layer, inputs, output_shape
+    def __init__(self, layer: Layer, inputs: tuple[SymbolicTensor, ...], input_shape: LayerShape,
+                 output_shape: LayerShape) -> None:
+        self.layer, self.inputs = layer, inputs
+        self.input_shape, self.output_shape = input_shape, output_shape
 
 
 def _check_shape(shape: Iterable[int], what: str) -> Shape:
@@ -153,7 +155,7 @@ def call_layer(layer: Layer, inputs: tuple[Any, ...]) -> SymbolicTensor | tuple[
         raise ConfigError(f"{label} takes {wanted} input(s), got {len(inputs)}")
     shapes = tuple(t.shape for t in inputs) if high > 1 else inputs[0].shape
     out = layer.output_shape(shapes)
-    call = _Call(layer, tuple(inputs), out)
+    call = _Call(layer, tuple(inputs), shapes, out)
     count = layer.output_count()
     if count == 1:
         return SymbolicTensor(out, call)
@@ -242,10 +244,8 @@ class Model:
                 raise ConfigError(f"two layers or inputs are named {name!r}; names must be unique")
             taken.add(name)
             call_names[id(call)] = name
-            shapes = tuple(t.shape for t in call.inputs)
-            input_shape = shapes if layer.arity[1] > 1 else shapes[0]
-            nodes.append(Node(name, layer, input_shape, call.output_shape,
-                              layer.params(input_shape), tuple(key(t) for t in call.inputs)))
+            nodes.append(Node(name, layer, call.input_shape, call.output_shape,
+                              layer.params(call.input_shape), tuple(key(t) for t in call.inputs)))
         if not nodes:
             raise ConfigError("the model has no layers between its inputs and outputs")
         self.nodes: tuple[Node, ...] = tuple(nodes)
@@ -275,7 +275,7 @@ class Model:
                 raise ConfigError("the graph has a cycle")
             previous = layers_seen.get(id(source.layer))
             if previous is not None and previous is not source and source.layer.params(
-                    _shapes(source)):
+                    source.input_shape):
                 raise ConfigError(
                     f"layer {source.layer.name or source.layer.kind!r} is called twice; polyframe "
                     "does not share weights between calls, so create a separate layer for each"
@@ -401,11 +401,6 @@ class Model:
                 f"layers={len(self.nodes)})")
 
 
-def _shapes(call: _Call) -> LayerShape:
-    shapes = tuple(t.shape for t in call.inputs)
-    return shapes if call.layer.arity[1] > 1 else shapes[0]
-
-
 class Sequential(Model):
     """A linear stack of layers applied to inputs of ``input_shape`` (batch excluded).
 
@@ -447,7 +442,8 @@ class Sequential(Model):
         previous = self.INPUT_NAME
         placed: set[int] = set()
         for layer in layers:
-            if id(layer) in placed and layer.params(shape if layer.arity[1] == 1 else (shape,)):
+            given = (shape,) if layer.arity[1] > 1 else shape
+            if id(layer) in placed and layer.params(given):
                 raise ConfigError(f"the same {type(layer).__name__} object appears twice; polyframe "
                                   "does not share weights between layers, so create one per position")
             placed.add(id(layer))
@@ -455,7 +451,6 @@ class Sequential(Model):
             if name in taken and layer.name:
                 raise ConfigError(f"two layers are named {name!r}; layer names must be unique")
             taken.add(name)
-            given = (shape,) if layer.arity[1] > 1 else shape
             out = layer.output_shape(given)
             yield Node(name, layer, given, out, layer.params(given), (previous,))
             shape, previous = out, name

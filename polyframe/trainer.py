@@ -171,11 +171,11 @@ class Trainer:
 
     def _targets(self, loss: Loss, y: object, shape: tuple[int, ...], output: str) -> np.ndarray:
         """Checked targets of one output; with several outputs, errors name the output."""
-        if len(self.model.outputs) == 1:
-            return loss.check_targets(y, shape)
         try:
             return loss.check_targets(y, shape)
         except LabelError as error:
+            if len(self.model.outputs) == 1:
+                raise
             raise LabelError(f"labels of output {output!r}: {error}") from None
 
     # -- training ------------------------------------------------------------------------

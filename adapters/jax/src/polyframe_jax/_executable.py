@@ -10,6 +10,7 @@ batch in and only the loss and outputs back.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial, reduce
 from typing import Any
 
 import jax
@@ -296,12 +297,7 @@ def _merge(node: Node, index: int) -> Apply:
         combine: Callable[[list[jax.Array]], jax.Array] = lambda xs: jnp.concatenate(xs, axis=axis)
     else:
         operator = jnp.add if isinstance(layer, Add) else jnp.multiply
-
-        def combine(xs: list[jax.Array]) -> jax.Array:
-            total = xs[0]
-            for x in xs[1:]:
-                total = operator(total, x)
-            return total
+        combine = partial(reduce, operator)
 
     def apply(params: Params, x: list[jax.Array], key: jax.Array | None, new_state: Params) -> jax.Array:
         return combine(x)
@@ -368,6 +364,8 @@ class JaxExecutable(Executable):
     run-to-run determinism needs ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` set before JAX
     initialises its backends; this executable does not change process-wide flags.
     """
+
+    state_functions = "polyframe_jax._state"
 
     def __init__(
         self,
@@ -478,19 +476,3 @@ class JaxExecutable(Executable):
         """Replace the weights and state; the optimizer state (momenta, step count) is kept."""
         self._params = _to_device(weights, self._trainable)
         self._state = _to_device(weights, self._state_keys)
-
-    def get_optimizer_state(self) -> dict[str, np.ndarray]:
-        from ._state import get_optimizer_state
-        return get_optimizer_state(self)
-
-    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
-        from ._state import set_optimizer_state
-        set_optimizer_state(self, state)
-
-    def get_learning_rate(self) -> float:
-        from ._state import get_learning_rate
-        return get_learning_rate(self)
-
-    def set_learning_rate(self, learning_rate: float) -> None:
-        from ._state import set_learning_rate
-        set_learning_rate(self, learning_rate)

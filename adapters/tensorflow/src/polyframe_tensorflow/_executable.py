@@ -13,6 +13,7 @@ z, r, h).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import reduce
 
 import numpy as np
 
@@ -303,15 +304,7 @@ def _merge(node: Node, params: dict[str, tf.Variable], rng: tf.random.Generator)
         return lambda xs, training: tf.concat(xs, axis=axis)
     if isinstance(layer, Add):
         return lambda xs, training: tf.math.add_n(xs)
-    operator = tf.math.multiply
-
-    def multiply(xs: list[Tensor], training: bool) -> Tensor:
-        total = xs[0]
-        for x in xs[1:]:
-            total = operator(total, x)
-        return total
-
-    return multiply
+    return lambda xs, training: reduce(tf.math.multiply, xs)
 
 
 _LAYERS: dict[type, Callable[[Node, dict[str, tf.Variable], tf.random.Generator], LayerFn]] = {
@@ -397,6 +390,8 @@ class TensorFlowExecutable(Executable):
     ``tf.config.experimental.enable_op_determinism()``, which is process-wide and stays on.
     """
 
+    state_functions = "polyframe_tensorflow._state"
+
     def __init__(self, model: Model, weights: dict[str, np.ndarray], loss: Loss | tuple[Loss, ...],
                  optimizer: Optimizer, options: BuildOptions) -> None:
         compute = compute_dtype(options.precision)
@@ -471,27 +466,3 @@ class TensorFlowExecutable(Executable):
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         for key, variable in self._net.params.items():
             variable.assign(np.asarray(weights[key], dtype=np.float32))
-
-    def get_optimizer_state(self) -> dict[str, np.ndarray]:
-        from ._state import get_optimizer_state
-        return get_optimizer_state(self)
-
-    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
-        from ._state import set_optimizer_state
-        set_optimizer_state(self, state)
-
-    def get_rng_state(self) -> dict[str, np.ndarray]:
-        from ._state import get_rng_state
-        return get_rng_state(self)
-
-    def set_rng_state(self, state: dict[str, np.ndarray]) -> None:
-        from ._state import set_rng_state
-        set_rng_state(self, state)
-
-    def get_learning_rate(self) -> float:
-        from ._state import get_learning_rate
-        return get_learning_rate(self)
-
-    def set_learning_rate(self, learning_rate: float) -> None:
-        from ._state import set_learning_rate
-        set_learning_rate(self, learning_rate)

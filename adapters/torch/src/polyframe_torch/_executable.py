@@ -11,6 +11,8 @@ are ``nn.LSTM`` / ``nn.GRU`` with their weights transposed at build (see :class:
 
 from __future__ import annotations
 
+from functools import partial, reduce
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -213,16 +215,13 @@ class _Merge(nn.Module):
     def __init__(self, node: Node) -> None:
         super().__init__()
         layer = node.layer
-        self.kind = layer.kind
-        self.dim = _torch_axis(layer, len(node.input_shape[0])) if isinstance(layer, Concatenate) else 0
+        if isinstance(layer, Concatenate):
+            self.combine = partial(torch.cat, dim=_torch_axis(layer, len(node.input_shape[0])))
+        else:
+            self.combine = partial(reduce, torch.add if isinstance(layer, Add) else torch.mul)
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        if self.kind == "concatenate":
-            return torch.cat(xs, dim=self.dim)
-        total = xs[0]
-        for x in xs[1:]:
-            total = total + x if self.kind == "add" else total * x
-        return total
+        return self.combine(xs)
 
 
 class _Graph(nn.Module):
@@ -389,6 +388,8 @@ class TorchExecutable(Executable):
     """A polyframe model as a torch ``nn.Module`` (one block per node) plus a ``torch.optim``
     optimizer, on CPU."""
 
+    state_functions = "polyframe_torch._state"
+
     def __init__(self, model: Model, weights: dict[str, np.ndarray], loss: Loss | tuple[Loss, ...],
                  optimizer: Optimizer, options: BuildOptions) -> None:
         torch.manual_seed(options.seed)
@@ -460,27 +461,3 @@ class TorchExecutable(Executable):
                     row.copy_(torch.from_numpy(value))
             else:
                 param.copy_(torch.from_numpy(native))
-
-    def get_optimizer_state(self) -> dict[str, np.ndarray]:
-        from ._state import get_optimizer_state
-        return get_optimizer_state(self)
-
-    def set_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
-        from ._state import set_optimizer_state
-        set_optimizer_state(self, state)
-
-    def get_rng_state(self) -> dict[str, np.ndarray]:
-        from ._state import get_rng_state
-        return get_rng_state(self)
-
-    def set_rng_state(self, state: dict[str, np.ndarray]) -> None:
-        from ._state import set_rng_state
-        set_rng_state(self, state)
-
-    def get_learning_rate(self) -> float:
-        from ._state import get_learning_rate
-        return get_learning_rate(self)
-
-    def set_learning_rate(self, learning_rate: float) -> None:
-        from ._state import set_learning_rate
-        set_learning_rate(self, learning_rate)
