@@ -96,6 +96,7 @@ def check_meta(file: Path, meta: dict[str, Any], tensors_name: str) -> None:
     rate = m.entry(meta, "learning_rate", "")
     if rate is not None and m.number(rate, "'learning_rate'") <= 0:
         m.fail("'learning_rate'", f"must be a positive number or null, got {rate}")
+    _loss_scale(m, meta)
     m.integer(meta, "seed", maximum=MAX_SEED)
     data = _data(m, meta)
     epoch = _position(m, m.mapping(meta, "position"), data)
@@ -108,6 +109,19 @@ def check_meta(file: Path, meta: dict[str, Any], tensors_name: str) -> None:
     digest = m.text(tensors, "sha256", "tensors.")
     if not _SHA256.fullmatch(digest or ""):
         m.fail("'tensors.sha256'", f"must be 64 lowercase hex digits, got {_shown(digest)}")
+
+
+def _loss_scale(m: _Meta, meta: dict[str, Any]) -> None:
+    """``loss_scale`` is absent or null (no fp16 loss scaling), or the scale and its count."""
+    scale = meta.get("loss_scale")
+    if scale is None:
+        return
+    if not isinstance(scale, dict) or sorted(scale) != ["good_steps", "scale"]:
+        m.fail("'loss_scale'", f"must be null or an object with exactly good_steps, scale, "
+                               f"got {_shown(scale)}")
+    if m.number(scale["scale"], "'loss_scale.scale'") <= 0:
+        m.fail("'loss_scale.scale'", f"must be a positive number, got {scale['scale']}")
+    m.integer(scale, "good_steps", "loss_scale.")
 
 
 def _data(m: _Meta, meta: dict[str, Any]) -> dict[str, Any] | None:

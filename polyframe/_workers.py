@@ -44,7 +44,8 @@ _EXIT_GRACE_S = 2.0
 _CLOSE_GRACE_S = 5.0
 _METHODS = frozenset({"devices_used", "prepare_inputs", "train_share", "eval_step", "predict", "get_weights",
                       "set_weights", "get_optimizer_state", "set_optimizer_state", "get_rng_state",
-                      "set_rng_state", "get_learning_rate", "set_learning_rate"})
+                      "set_rng_state", "get_learning_rate", "set_learning_rate",
+                      "get_loss_scale", "set_loss_scale"})
 
 
 def _timeout() -> float:

@@ -180,6 +180,19 @@ class Executable(abc.ABC):
         raise _unsupported(self, "change its learning rate at run time")
 
 
+    def get_loss_scale(self) -> dict[str, float] | None:
+        """The dynamic loss scale of ``precision="fp16-mixed"`` (:mod:`polyframe.precision`):
+        ``{"scale": ..., "good_steps": ...}``; ``None`` where the executable does not scale."""
+        if (function := self._state_function("get_loss_scale")) is not None:
+            return function(self)
+        return None
+
+    def set_loss_scale(self, state: dict[str, float]) -> None:
+        """Restore what :meth:`get_loss_scale` returned (on an executable that scales)."""
+        if (function := self._state_function("set_loss_scale")) is not None:
+            return function(self, state)
+        raise _unsupported(self, "restore a loss scale")
+
 def _unsupported(executable: Executable, what: str) -> Exception:
     from .errors import ConfigError
 

@@ -167,6 +167,7 @@ def _metadata(trainer: Trainer, history: dict[str, list[float]]) -> dict[str, An
         "model": trainer.model.to_config(),
         "optimizer": {"kind": trainer.optimizer.kind, "spec": repr(trainer.optimizer)},
         "learning_rate": None if constant is None else trainer.executable.get_learning_rate(),
+        "loss_scale": trainer.executable.get_loss_scale(),
         "seed": trainer.seed,
         "position": {"epoch": trainer.epoch, "batch": progress.batch, "step": progress.step,
                      "loss_total": progress.loss_total, "seen": progress.seen,
@@ -390,15 +391,16 @@ def _check_metric_states(trainer: Trainer, checkpoint: Checkpoint) -> None:
 
 def _load_state(trainer: Trainer, path: Path, weights: dict[str, np.ndarray],
                 state: dict[str, np.ndarray] | None, rate: float | None,
-                rng: dict[str, np.ndarray]) -> None:
+                rng: dict[str, np.ndarray], scale: dict[str, float] | None) -> None:
     """Put the checked state into the executable; if the backend refuses part of it, put the
     previous state back so the trainer is unchanged."""
     executable = trainer.executable
     before = (executable.get_weights(), executable.get_optimizer_state() if state is not None else None,
               executable.get_learning_rate() if rate is not None else None,
-              executable.get_rng_state() if rng else None)
+              executable.get_rng_state() if rng else None,
+              executable.get_loss_scale() if scale is not None else None)
 
-    def apply(weights, state, rate, rng) -> None:
+    def apply(weights, state, rate, rng, scale) -> None:
         executable.set_weights(weights)
         if state is not None:
             executable.set_optimizer_state(state)
@@ -406,9 +408,11 @@ def _load_state(trainer: Trainer, path: Path, weights: dict[str, np.ndarray],
             executable.set_learning_rate(float(rate))
         if rng:
             executable.set_rng_state(rng)
+        if scale is not None:
+            executable.set_loss_scale(scale)
 
     try:
-        apply(weights, state, rate, rng)
+        apply(weights, state, rate, rng, scale)
     except Exception as exc:  # a backend that cannot take the state: say which part failed
         try:
             apply(*before)
@@ -422,8 +426,8 @@ def _load_state(trainer: Trainer, path: Path, weights: dict[str, np.ndarray],
 
 def restore_checkpoint(trainer: Trainer, checkpoint: Checkpoint | str | os.PathLike, *,
                        optimizer: bool = True, data: dict[str, Any] | None = None) -> ResumePoint:
-    """Load ``checkpoint`` into ``trainer``: weights, optimizer state, learning rate, position
-    and (same backend only) the dropout RNG. Everything is checked first; on any mismatch a
+    """Load ``checkpoint`` into ``trainer``: weights, optimizer state, learning rate, position,
+    fp16-mixed's loss scale and (same backend only) the dropout RNG. Everything is checked first; on any mismatch a
     :class:`CheckpointError` is raised and the trainer is unchanged. ``data`` (the signature of
     the data about to be fitted) must then match the checkpoint's."""
     if not isinstance(checkpoint, Checkpoint):
@@ -451,7 +455,9 @@ def restore_checkpoint(trainer: Trainer, checkpoint: Checkpoint | str | os.PathL
     _check_metric_states(trainer, checkpoint)
     rate = meta["learning_rate"] if trainer.optimizer.constant_learning_rate is not None else None
     rng = checkpoint.rng_state if checkpoint.backend == trainer.backend_name else {}
-    _load_state(trainer, checkpoint.path, weights, state, rate, rng)
+    # a loss scale moves only between runs that both scale (fp16-mixed written, fp16-mixed read)
+    scale = meta.get("loss_scale") if trainer.executable.get_loss_scale() is not None else None
+    _load_state(trainer, checkpoint.path, weights, state, rate, rng, scale)
     trainer.epoch = position["epoch"]
     trainer.progress = Progress(position["batch"], position["step"], position["loss_total"],
                                 position["seen"], meta.get("data"))

@@ -224,6 +224,12 @@ class DataParallelExecutable(Executable):
     def set_learning_rate(self, learning_rate: float) -> None:
         self.pool.broadcast("set_learning_rate", learning_rate)
 
+    def get_loss_scale(self) -> dict[str, float] | None:
+        return self.pool.call(0, "get_loss_scale")
+
+    def set_loss_scale(self, state: dict[str, float]) -> None:
+        self.pool.broadcast("set_loss_scale", state)
+
 
 def build_data_parallel(backend: Backend, model: Model, weights: dict[str, np.ndarray],
                         loss: Loss | tuple[Loss, ...], optimizer: Optimizer, options: BuildOptions,

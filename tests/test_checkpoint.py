@@ -158,6 +158,38 @@ def test_checkpoint_loads_on_every_backend_and_training_continues(source, data, 
                                        err_msg=f"{source} -> {target} {key}")
 
 
+
+class _SetLossScale(pf.Callback):
+    """Puts the executable's fp16 loss scale at ``state`` after training step ``step``."""
+
+    def __init__(self, step: int, state: dict[str, float]) -> None:
+        self.step, self.state = step, state
+
+    def on_batch_end(self, step: int, logs: dict) -> None:
+        if self.trainer.progress.step == self.step:
+            self.trainer.executable.set_loss_scale(self.state)
+
+
+def test_fp16_mixed_resume_restores_the_loss_scale_and_continues_exactly(data, tmp_path):
+    # scale 2^10 after step 3 with 1992 finite steps counted: the 2000th finite step (step 11)
+    # doubles it, i.e. after the checkpoint at step 9, which must carry good_steps 1998
+    x, y = data
+    moved = _SetLossScale(3, {"scale": 2.0 ** 10, "good_steps": 1992})
+    uninterrupted = _trainer("torch", precision="fp16-mixed")
+    uninterrupted.fit(x, y, epochs=2, batch_size=8, progress=False, callbacks=[moved])
+    assert uninterrupted.executable.get_loss_scale() == {"scale": 2.0 ** 11, "good_steps": 1}
+    interrupted, stop = _trainer("torch", precision="fp16-mixed"), _SaveAndStop(9, tmp_path)
+    interrupted.fit(x, y, epochs=2, batch_size=8, progress=False, callbacks=[moved, stop])
+    assert load_checkpoint(stop.path).meta["loss_scale"] == {"scale": 2.0 ** 10, "good_steps": 1998}
+    resumed = _trainer("torch", precision="fp16-mixed")
+    resumed.fit(x, y, epochs=2, batch_size=8, progress=False, resume_from=stop.path)
+    assert resumed.executable.get_loss_scale() == uninterrupted.executable.get_loss_scale()
+    for key, value in uninterrupted.get_weights().items():
+        np.testing.assert_array_equal(resumed.get_weights()[key], value, err_msg=key)
+    float32 = _trainer("torch")  # a float32 run takes the weights and ignores the scale
+    restore_checkpoint(float32, stop.path)
+    assert float32.executable.get_loss_scale() is None
+
 # -- refused files change nothing ------------------------------------------------------------
 def _state(trainer: pf.Trainer) -> dict[str, np.ndarray]:
     return {**trainer.get_weights(),
@@ -298,6 +330,8 @@ META_EDITS = {
     "no backend": (_drop("backend"), "'backend' is missing"),
     "learning_rate 'fast'": (_set("learning_rate", value="fast"), "'learning_rate' must be a number"),
     "learning_rate -1": (_set("learning_rate", value=-1.0), "positive number"),
+    "loss_scale []": (_set("loss_scale", value=[]), "'loss_scale' must be null or an object"),
+    "loss_scale -1": (_set("loss_scale", value={"scale": -1.0, "good_steps": 0}), "positive number"),
     "seed '0'": (_set("seed", value="0"), r"'seed' must be an integer, got '0' \(str\)"),
     "no model": (_drop("model"), "'model' is missing"),
     "model not a config": (_set("model", value=[1]), "must be the model's config"),

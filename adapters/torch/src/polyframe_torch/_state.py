@@ -1,6 +1,6 @@
 """Training state of the torch executable in polyframe's canonical form: the optimizer's slots
 (``torch.optim`` per-parameter state, converted to canonical layout), the dropout RNG (torch's
-CPU generator) and the run-time learning rate."""
+CPU generator), the run-time learning rate and fp16-mixed's loss scale."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ._executable import TorchExecutable
 
 __all__ = ["get_optimizer_state", "set_optimizer_state", "get_rng_state", "set_rng_state",
-           "get_learning_rate", "set_learning_rate"]
+           "get_learning_rate", "set_learning_rate", "get_loss_scale", "set_loss_scale"]
 
 _NATIVE_SLOTS = {"m": "exp_avg", "v": "exp_avg_sq", "square": "square_avg", "average": "grad_avg",
                  "momentum": "momentum_buffer"}
@@ -89,3 +89,16 @@ def set_learning_rate(executable: TorchExecutable, learning_rate: float) -> None
         raise ConfigError(SCHEDULED)
     for group in optimizer.native.param_groups:
         group["lr"] = float(learning_rate)
+
+
+def get_loss_scale(executable: TorchExecutable) -> dict[str, float] | None:
+    precision = executable._precision
+    return {"scale": precision.scale, "good_steps": precision.good_steps} if precision.scaled else None
+
+
+def set_loss_scale(executable: TorchExecutable, state: dict[str, float]) -> None:
+    precision = executable._precision
+    if not precision.scaled:
+        raise ConfigError("this torch executable does not scale its loss (precision is not "
+                          "'fp16-mixed'), so it has no loss scale to restore")
+    precision.scale, precision.good_steps = float(state["scale"]), int(state["good_steps"])
