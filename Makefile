@@ -21,19 +21,19 @@ demo: setup
 	$(VENV)/bin/polyframe train examples/mnist_cnn.py --data digits --epochs 10 --seed 0
 
 test: setup
-	POLYFRAME_REQUIRE_BACKENDS=torch,tensorflow,jax $(PY) -m pytest -q
+	POLYFRAME_MNIST_DIR=$(abspath $(MNIST_DIR)) POLYFRAME_REQUIRE_BACKENDS=torch,tensorflow,jax $(PY) -m pytest -q
 
 test-slow: setup
-	POLYFRAME_MNIST_DIR=$(MNIST_DIR) $(PY) -m pytest -q -m slow
+	POLYFRAME_MNIST_DIR=$(abspath $(MNIST_DIR)) $(PY) -m pytest -q -m slow
 
 # The conformance suite's quick levels on every registered backend, with its report.
 conformance: setup
-	$(VENV)/bin/polyframe conformance --report conformance-report/conformance.md
+	POLYFRAME_MNIST_DIR=$(abspath $(MNIST_DIR)) $(VENV)/bin/polyframe conformance --report conformance-report/conformance.md
 
 # The slow levels (convergence) and the suite's own slow tests.
 conformance-slow: setup
-	$(VENV)/bin/polyframe conformance --level convergence --report conformance-report/convergence.md
-	POLYFRAME_REQUIRE_BACKENDS=torch,tensorflow,jax $(PY) -m pytest -q -m slow conformance/tests
+	POLYFRAME_MNIST_DIR=$(abspath $(MNIST_DIR)) $(VENV)/bin/polyframe conformance --level convergence --report conformance-report/convergence.md
+	POLYFRAME_MNIST_DIR=$(abspath $(MNIST_DIR)) POLYFRAME_REQUIRE_BACKENDS=torch,tensorflow,jax $(PY) -m pytest -q -m slow conformance/tests
 
 bench: setup
 	$(PY) benchmarks/step_time.py --data-dir $(MNIST_DIR)
