@@ -8,7 +8,7 @@ from __future__ import annotations
 from . import datasets, losses, metrics, optimizers, schedules
 from .backend import Backend, BuildOptions, Executable
 from .callbacks import Callback, CSVLogger, History, ProgressDisplay
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from .errors import (
     BackendNotFoundError,
     BackendUnavailableError,
@@ -70,7 +70,7 @@ __all__ = [
     # training
     "Trainer", "Callback", "History",
     "ProgressDisplay", "CSVLogger", "ModelCheckpoint", "EarlyStopping", "ReduceLROnPlateau",
-    "LearningRateScheduler", "save_checkpoint", "load_checkpoint",
+    "LearningRateScheduler", "save_checkpoint", "load_checkpoint", "restore_checkpoint",
     "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "BinaryCrossentropy",
     "MeanSquaredError", "MeanAbsoluteError", "Huber",
     "SGD", "Adam", "AdamW", "RMSprop",

@@ -13,7 +13,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from ._checks import MAX_SEED
+from ._checks import FLOAT32_MAX, MAX_SEED
 from .errors import CheckpointError
 
 __all__ = ["check_meta", "DATA_KEYS"]
@@ -59,6 +59,8 @@ class _Meta:
             self.fail(where, f"must be a number, got {_shown(value)}")
         if finite and not math.isfinite(value):
             self.fail(where, f"must be a finite number, got {value}")
+        if finite and abs(value) > FLOAT32_MAX:
+            self.fail(where, f"must be a finite float32 number (at most {FLOAT32_MAX:.4g}), got {value}")
         return float(value)
 
     def text(self, parent: dict[str, Any], key: str, where: str = "", *, optional: bool = False,

@@ -15,7 +15,7 @@ __all__ = ["check_int", "check_float", "check_bool", "MAX_SEED", "SpecMeta"]
 MAX_SEED = 2**63 - 1
 """Largest seed accepted: every framework's seeding takes a signed 64-bit integer."""
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_int(value: object, what: str, *, minimum: int = 1, maximum: int | None = None,
@@ -37,7 +37,7 @@ def check_float(value: object, what: str, *, low: float | None = None, high: flo
     if isinstance(value, bool) or not isinstance(value, Real):
         raise error(f"{what} must be a number, got {value!r} ({type(value).__name__})")
     value = float(value)
-    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
         raise error(f"{what} must be a finite float32 number, got {value!r}")
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and (value >= high if high_open else value > high)

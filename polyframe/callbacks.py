@@ -112,6 +112,8 @@ class CSVLogger(Callback):
     """
 
     def __init__(self, path: str | os.PathLike, *, append: bool = False, separator: str = ",") -> None:
+        if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+            raise ConfigError(f"CSVLogger needs a file path (str or os.PathLike), got {path!r}")
         self.path = Path(path)
         self.append = bool(append)
         self.separator = separator
@@ -119,20 +121,23 @@ class CSVLogger(Callback):
         self._file: TextIO | None = None
 
     def on_train_begin(self, logs: dict) -> None:
+        """Check that the file can be written; an existing file is replaced (or appended to)
+        only when the first row is written, so a fit that fails before it leaves the file as it was."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            exists = self.append and self.path.is_file() and self.path.stat().st_size > 0
-            self._file = open(self.path, "a" if self.append else "w", newline="")
+            with open(self.path, "a", newline=""):
+                pass
         except OSError as exc:
             raise ConfigError(f"CSVLogger cannot open {self.path}: {exc.strerror or exc}") from None
         self._keys = None
-        if exists:
+        if self.append and self.path.stat().st_size > 0:
             with open(self.path, newline="") as handle:
                 header = next(csv.reader(handle, delimiter=self.separator), None)
             self._keys = header[1:] if header else None
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
-        assert self._file is not None
+        if self._file is None:
+            self._file = open(self.path, "a" if self.append else "w", newline="")
         writer = csv.writer(self._file, delimiter=self.separator)
         if self._keys is None:
             self._keys = list(logs)

@@ -301,8 +301,8 @@ def _read_meta(path: Path) -> dict[str, Any]:
         meta = json.loads((path / META).read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{path} is not a polyframe checkpoint: it has no {META}") from None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path / META} is not valid checkpoint metadata ({exc}); the "
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path / META} is not valid checkpoint metadata ({exc or 'nested too deeply'}); the "
                               "checkpoint is corrupted, use an earlier one") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a polyframe checkpoint ({META} has no "
@@ -328,8 +328,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                               f"with {TENSORS} and {META}")
     meta = _read_meta(path)
     expected = meta["tensors"]
+    tensors = path / TENSORS
+    if tensors.exists() and not tensors.is_file():
+        raise CheckpointError(f"{tensors} is not a regular file (a device, pipe or directory); the "
+                              "checkpoint is damaged, use an earlier one")
     try:
-        blob = (path / TENSORS).read_bytes()
+        with tensors.open("rb") as handle:  # at most one byte more than recorded: a longer file is refused
+            blob = handle.read(expected["bytes"] + 1)
     except OSError as exc:
         raise CheckpointError(f"cannot read {path / TENSORS}: {exc.strerror or exc}") from None
     if len(blob) != expected["bytes"] or hashlib.sha256(blob).hexdigest() != expected["sha256"]:
@@ -430,6 +435,11 @@ def restore_checkpoint(trainer: Trainer, checkpoint: Checkpoint | str | os.PathL
     fp16-mixed's loss scale and (same backend only) the dropout RNG. Everything is checked first; on any mismatch a
     :class:`CheckpointError` is raised and the trainer is unchanged. ``data`` (the signature of
     the data about to be fitted) must then match the checkpoint's."""
+    from .trainer import Trainer
+
+    if not isinstance(trainer, Trainer):
+        raise CheckpointError(f"restore_checkpoint needs a polyframe.Trainer to load into, got "
+                              f"{type(trainer).__name__}; build one for checkpoint.model() first")
     if not isinstance(checkpoint, Checkpoint):
         checkpoint = load_checkpoint(checkpoint)
     meta = checkpoint.meta

@@ -18,6 +18,7 @@ from . import __version__
 from .datasets import DATASETS, load
 from ._checks import check_float
 from .errors import ConfigError, PolyframeError
+from .bench._worker import default_threads
 from .modelfile import load_model_file
 from .plugins import ENV_BACKEND, get_backend, registered_backends
 from .precision import PRECISIONS
@@ -125,8 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=_positive_int, default=50, help="timed steps per run")
     bench.add_argument("--warmup", type=_seed, default=10, help="untimed steps before them")
     bench.add_argument("--repeats", type=_positive_int, default=3, help="runs (processes) per cell")
-    bench.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1,
-                       help="threads per framework (default: all cores)")
+    bench.add_argument("--threads", type=_positive_int, default=default_threads(),
+                       help="threads per framework (default: $OMP_NUM_THREADS, else all cores)")
     bench.add_argument("--precision", default="float32", choices=("float32", "bf16-mixed", "fp16-mixed"))
     bench.add_argument("--baselines", type=_names, default=("native", "keras"),
                        help="native and/or keras, or 'none'")
@@ -178,7 +179,8 @@ def _add_recommend(commands: argparse._SubParsersAction) -> None:
     rec.add_argument("--trial-repeats", type=_positive_int, default=3,
                      help="trial processes per backend, started in rotating order (median taken)")
     rec.add_argument("--trial-warmup", type=_seed, default=5, help="untimed steps before them")
-    rec.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1)
+    rec.add_argument("--threads", type=_positive_int, default=default_threads(),
+                     help="threads per framework in the trial (default: $OMP_NUM_THREADS, else all cores)")
     rec.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per trial")
     rec.add_argument("--no-cache", action="store_true", help="ignore cached bench results")
     rec.add_argument("--json", action="store_true", help="print the recommendation as JSON")
@@ -310,7 +312,7 @@ def _bench(args: argparse.Namespace) -> int:
     command = "polyframe bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "polyframe bench"
     written = write_outputs(config, machine, results, summary, Path(args.out), command)
     cached = store(machine, model_signature(recipe.model, recipe.loss, recipe.optimizer),
-                   config.precision, summary["rows"])
+                   config.precision, summary["rows"], config.threads)
     print(f"wrote {', '.join(str(p) for p in written)}; cached {cached} result(s)")
     return 1 if any(r.status in ("failed", "timeout") for r in results) else 0
 
@@ -346,7 +348,7 @@ def _train_backend(args: argparse.Namespace, recipe, data) -> str | None:
 
     workload = workload_from_model(
         recipe.model, recipe.loss, recipe.optimizer, batch_size=args.batch_size, dataset_size=len(data.x_train),
-        name=recipe.name, model_file=str(Path(args.model_file).resolve()), data=args.data,
+        precision=args.precision, parallel="data" if args.devices > 1 else "single", name=recipe.name, model_file=str(Path(args.model_file).resolve()), data=args.data,
         data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None)
     choice = choose_backend(workload)
     print(choice.explain(), flush=True)

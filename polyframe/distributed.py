@@ -15,6 +15,7 @@ single-worker one up to summation order. Evaluation and prediction run on worker
 from __future__ import annotations
 
 import abc
+import os
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from .optimizers import Optimizer
 
 __all__ = ["STRATEGIES", "Parallel", "WorkerContext", "DataParallelEngine", "DataParallelExecutable",
-           "check_parallel", "slice_bounds", "split_batch", "merge_outputs", "mean_loss",
+           "check_parallel", "max_local_devices", "MIN_DEVICE_LIMIT", "slice_bounds", "split_batch", "merge_outputs", "mean_loss",
            "build_data_parallel"]
 
 STRATEGIES = ("single", "data_parallel")
@@ -69,6 +70,15 @@ class WorkerContext:
     timeout_s: float
 
 
+MIN_DEVICE_LIMIT = 16
+"""``devices`` may always go up to this (a node with many GPUs), and up to the CPU count beyond."""
+
+
+def max_local_devices() -> int:
+    """The largest ``devices`` polyframe will start on this machine."""
+    return max(MIN_DEVICE_LIMIT, os.cpu_count() or 1)
+
+
 def check_parallel(strategy: object, devices: object, nodes: object) -> Parallel | None:
     """The checked options: ``None`` for ``"single"``, else a :class:`Parallel`."""
     if strategy not in STRATEGIES:
@@ -80,6 +90,12 @@ def check_parallel(strategy: object, devices: object, nodes: object) -> Parallel
             raise ConfigError(f"devices={devices}, nodes={nodes} need strategy='data_parallel'; "
                               "the single strategy trains on one device")
         return None
+    limit = max_local_devices()
+    if devices > limit:
+        raise ConfigError(
+            f"devices={devices} is more than this machine can run: data-parallel training starts one "
+            f"worker (a process or a logical device) per device, and this machine has "
+            f"{os.cpu_count() or 1} CPU core(s); use at most devices={limit}")
     if nodes != 1:
         raise ConfigError(
             f"nodes={nodes}: polyframe starts workers on this machine only. To train on several "

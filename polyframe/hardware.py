@@ -14,6 +14,7 @@ import glob
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import re
@@ -209,8 +210,8 @@ def load_machine(path: str | Path) -> Machine:
         data = json.loads(path.read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read the hardware description {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc}); describe the machine as "
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc or 'nested too deeply'}); describe the machine as "
                           '{"cpu": ..., "cores": N, "memory_gib": G, "gpus": [...], "versions": {...}}') from None
     if isinstance(data, dict) and isinstance(data.get("machine"), dict):
         data = data["machine"]
@@ -227,8 +228,8 @@ def _gpu_text(item: Any, where: str) -> str:
                               "memory_gib and compute_capability")
         memory = item.get("memory_gib")
         if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float))
-                                   or not memory > 0):
-            raise ConfigError(f"{where}: GPU memory_gib must be a positive number, got {memory!r}")
+                                   or not 0 < memory < math.inf):
+            raise ConfigError(f"{where}: GPU memory_gib must be a positive finite number, got {memory!r}")
         capability = item.get("compute_capability")
         if capability is not None:
             capability = str(capability)
@@ -246,12 +247,15 @@ def _machine_from_dict(data: Any, source: str) -> Machine:
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{source}: unknown field(s) {sorted(unknown)}; known: {sorted(known - {'gpu'})}")
+    if "cores" not in data:
+        raise ConfigError(f"{source}: \"cores\" is missing; give the machine's CPU core count, e.g. \"cores\": 16")
     cores = data.get("cores")
     if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
         raise ConfigError(f"{source}: \"cores\" must be a positive integer, got {cores!r}")
     memory = data.get("memory_gib")
-    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float)) or not memory > 0):
-        raise ConfigError(f"{source}: \"memory_gib\" must be a positive number or null, got {memory!r}")
+    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float))
+                               or not 0 < memory < math.inf):
+        raise ConfigError(f"{source}: \"memory_gib\" must be a positive finite number or null, got {memory!r}")
     gpus = data.get("gpus") or []
     if data.get("gpu") and not gpus:  # benchmarks/step_time.json writes a single "gpu"
         gpus = [data["gpu"]]

@@ -54,6 +54,12 @@ class _Monitor:
         self.min_delta = check_float(min_delta, "min_delta", low=0.0)
         self.best = math.inf
 
+    def check_begin(self, logs: dict, owner: str) -> None:
+        """At train begin: a ``val_*`` key needs validation data (``logs["validation"]``)."""
+        if self.monitor.startswith("val_") and not logs.get("validation", True):
+            raise ConfigError(f"{owner} monitors {self.monitor!r}, but this fit has no validation data; "
+                              "give validation_data or validation_split, or monitor a training key such as 'loss'")
+
     def value(self, logs: dict, owner: str) -> float:
         if self.monitor not in logs:
             raise ConfigError(f"{owner} monitors {self.monitor!r}, which the epoch logs lack "
@@ -97,6 +103,8 @@ class ModelCheckpoint(Callback):
         self._steps_per_epoch = 0
 
     def on_train_begin(self, logs: dict) -> None:
+        if self.save_best:
+            self._best.check_begin(logs, "ModelCheckpoint(save_best=True)")
         self._steps_per_epoch = logs["steps_per_epoch"]
         if self.directory.is_dir():
             for stale in self.directory.iterdir():
@@ -139,6 +147,9 @@ class EarlyStopping(Callback):
         """The epoch (counted from 1 over the run) after which it stopped training, if it did."""
         self._best_weights = None
 
+    def on_train_begin(self, logs: dict) -> None:
+        self._monitor.check_begin(logs, "EarlyStopping")
+
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         if self._monitor.improved(self._monitor.value(logs, "EarlyStopping")):
             self.wait = 0
@@ -172,6 +183,7 @@ class ReduceLROnPlateau(Callback):
     def on_train_begin(self, logs: dict) -> None:
         if self.trainer.optimizer.constant_learning_rate is None:
             raise ConfigError(f"ReduceLROnPlateau: {SCHEDULED}")
+        self._monitor.check_begin(logs, "ReduceLROnPlateau")
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         value = self._monitor.value(logs, "ReduceLROnPlateau")

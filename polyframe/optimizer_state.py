@@ -60,6 +60,10 @@ def zero_state(spec: Optimizer, params: Mapping[str, tuple[int, ...]]) -> dict[s
             for name, shape in state_shapes(spec, params).items()}
 
 
+_NON_NEGATIVE = frozenset({"v", "square"})
+"""Slots that are running means of squared gradients."""
+
+
 def check_optimizer_state(spec: Optimizer, params: Mapping[str, tuple[int, ...]],
                           state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``state`` as int64 step + float32 slot copies, after checking its names and shapes
@@ -84,5 +88,12 @@ def check_optimizer_state(spec: Optimizer, params: Mapping[str, tuple[int, ...]]
                                       f"got {array!r}")
             checked[name] = np.array(int(array), dtype=np.int64)
         else:
-            checked[name] = np.array(array, dtype=np.float32, copy=True)
+            values = np.array(array, dtype=np.float32, copy=True)
+            if not np.isfinite(values).all():
+                raise CheckpointError(f"optimizer state {name!r} holds NaN or infinite values; the "
+                                      "checkpoint is damaged: use an earlier one, or load the weights only")
+            if name.rpartition("/")[2] in _NON_NEGATIVE and (values < 0).any():
+                raise CheckpointError(f"optimizer state {name!r} (a running mean of squared gradients) "
+                                      "holds negative values; the checkpoint is damaged: use an earlier one")
+            checked[name] = values
     return checked

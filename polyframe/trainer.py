@@ -90,7 +90,8 @@ class Trainer:
         if requested == "auto":
             from .selector import choose_backend_for_model
 
-            self.choice = choose_backend_for_model(model, self.losses[0], self.optimizer)
+            self.choice = choose_backend_for_model(model, self.losses[0], self.optimizer, precision=precision,
+                                                   parallel="single" if parallel is None else "data")
             print(f"polyframe: {self.choice.explain()}", file=sys.stderr, flush=True)
             requested = self.choice.backend
         self.backend_name = requested
@@ -241,7 +242,7 @@ class Trainer:
         first_epoch = self.epoch
         last_epoch = epochs if resume is not None else first_epoch + epochs
         _emit(listeners, "on_train_begin", {"epochs": last_epoch - first_epoch, "steps_per_epoch": steps,
-                                            "initial_epoch": first_epoch})
+                                            "initial_epoch": first_epoch, "validation": val is not None})
         self.stop_training = False
         for epoch in range(first_epoch, last_epoch):
             _emit(listeners, "on_epoch_begin", epoch, {})

@@ -76,8 +76,21 @@ def test_learning_rate_of_a_schedule_cannot_be_set(data):
 
 
 def test_monitor_of_a_missing_key_is_a_clear_error(data):
-    with pytest.raises(pf.ConfigError, match="monitors 'val_loss'.*accuracy"):
-        _trainer().fit(*data, epochs=1, progress=False, callbacks=[pf.EarlyStopping()])
+    with pytest.raises(pf.ConfigError, match="monitors 'val_lost'.*accuracy"):
+        _trainer().fit(*data, epochs=1, progress=False, validation_split=0.2,
+                       callbacks=[pf.EarlyStopping("val_lost")])
+
+
+@pytest.mark.parametrize("make", [lambda d: pf.EarlyStopping(), lambda d: pf.ReduceLROnPlateau(),
+                                  lambda d: pf.ModelCheckpoint(d, save_best=True, monitor="val_accuracy")])
+def test_a_validation_monitor_without_validation_data_is_refused_before_training(data, tmp_path, make):
+    trainer = _trainer()
+    before = trainer.get_weights()
+    with pytest.raises(pf.ConfigError, match="no validation data"):
+        trainer.fit(*data, epochs=1, progress=False, callbacks=[make(tmp_path / "ckpt")])
+    assert trainer.progress.step == 0 and not list((tmp_path).glob("ckpt/*"))
+    for key, value in trainer.get_weights().items():
+        np.testing.assert_array_equal(value, before[key])
 
 
 def test_csv_logger_writes_and_appends_one_row_per_epoch(data, tmp_path):
@@ -90,6 +103,22 @@ def test_csv_logger_writes_and_appends_one_row_per_epoch(data, tmp_path):
     assert [r[0] for r in rows[1:]] == ["1", "2", "3"]
     assert float(rows[2][1]) == pytest.approx(history.history["loss"][1])
 
+
+
+def test_csv_logger_leaves_an_old_log_alone_when_the_fit_fails_before_its_first_row(data, tmp_path):
+    path = tmp_path / "old.csv"
+    path.write_text("epoch,loss\n1,0.5\n2,0.4\n")
+    scheduled = _trainer(optimizer=pf.SGD(pf.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)))
+    with pytest.raises(pf.ConfigError, match="ReduceLROnPlateau"):
+        scheduled.fit(*data, epochs=1, batch_size=8, progress=False,
+                      callbacks=[pf.CSVLogger(path), pf.ReduceLROnPlateau("loss")])
+    assert path.read_text() == "epoch,loss\n1,0.5\n2,0.4\n"
+
+
+@pytest.mark.parametrize("path", [5, None, "", True])
+def test_csv_logger_needs_a_path(path):
+    with pytest.raises(pf.ConfigError, match="CSVLogger needs a file path"):
+        pf.CSVLogger(path)
 
 def test_nan_guard_names_the_last_good_checkpoint(data, tmp_path):
     class Poison(pf.Callback):

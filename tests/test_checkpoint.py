@@ -242,6 +242,55 @@ def test_flipped_byte_is_refused(saved, victim, data, tmp_path):
     _refuses(victim, copy, "SHA-256 mismatch", data)
 
 
+
+@pytest.mark.parametrize("replace", ["/dev/zero", "fifo", "longer"])
+def test_a_tensor_file_that_is_a_device_a_pipe_or_too_long_is_refused(saved, victim, data, tmp_path, replace):
+    copy = _copy(saved, tmp_path / "ckpt-000000006")
+    tensors = copy / TENSORS
+    blob = tensors.read_bytes()
+    tensors.unlink()
+    if replace == "/dev/zero":
+        tensors.symlink_to("/dev/zero")
+    elif replace == "fifo":
+        os.mkfifo(tensors)
+    else:
+        tensors.write_bytes(blob + b"\0" * 10_000_000)
+    _refuses(victim, copy, "not a regular file" if replace != "longer" else "truncated or corrupted", data)
+
+
+
+def _rewrite_tensors(checkpoint: Path, change) -> None:
+    """Apply ``change`` to the tensors and re-seal them (size and SHA-256 in meta.json)."""
+    import hashlib
+
+    from safetensors.numpy import load, save
+
+    arrays = load((checkpoint / TENSORS).read_bytes())
+    change(arrays)
+    blob = save(arrays)
+    (checkpoint / TENSORS).write_bytes(blob)
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    meta["tensors"].update(bytes=len(blob), sha256=hashlib.sha256(blob).hexdigest())
+    (checkpoint / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("slot, value, message", [("m", np.nan, "NaN or infinite"), ("v", np.inf, "NaN or infinite"),
+                                                  ("v", -1.0, "negative values")])
+def test_a_resealed_optimizer_state_with_bad_values_is_refused(saved, victim, data, tmp_path, slot, value, message):
+    copy = _copy(saved, tmp_path / "ckpt-000000006")
+
+    def poison(arrays):
+        name = next(k for k in arrays if k.startswith("optimizer/") and k.endswith(f"/{slot}"))
+        arrays[name] = np.full_like(arrays[name], value)
+
+    _rewrite_tensors(copy, poison)
+    _refuses(victim, copy, message, data)
+
+def test_deeply_nested_metadata_is_refused(saved, victim, data, tmp_path):
+    copy = _copy(saved, tmp_path / "ckpt-000000006")
+    (copy / "meta.json").write_text("[" * 100_000 + "]" * 100_000)
+    _refuses(victim, copy, "not valid checkpoint metadata", data)
+
 def test_checkpoint_of_another_model_is_refused(saved, data):
     other = _trainer("torch", pf.Sequential([pf.Dense(4), pf.Dense(2, name="head"), pf.Dense(3)],
                                             input_shape=(5,)))
@@ -330,6 +379,7 @@ META_EDITS = {
     "no backend": (_drop("backend"), "'backend' is missing"),
     "learning_rate 'fast'": (_set("learning_rate", value="fast"), "'learning_rate' must be a number"),
     "learning_rate -1": (_set("learning_rate", value=-1.0), "positive number"),
+    "learning_rate 1e308": (_set("learning_rate", value=1e308), "finite float32 number"),
     "loss_scale []": (_set("loss_scale", value=[]), "'loss_scale' must be null or an object"),
     "loss_scale -1": (_set("loss_scale", value={"scale": -1.0, "good_steps": 0}), "positive number"),
     "seed '0'": (_set("seed", value="0"), r"'seed' must be an integer, got '0' \(str\)"),

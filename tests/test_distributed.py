@@ -39,6 +39,7 @@ def test_slice_bounds_are_contiguous_in_order_and_balanced():
     ({"strategy": "data_parallel", "devices": 0}, "devices"),
     ({"devices": 2}, "need strategy='data_parallel'"),
     ({"strategy": "data_parallel", "devices": 2, "nodes": 2}, "torchrun"),
+    ({"strategy": "data_parallel", "devices": 1_000_000}, r"more than this machine can run.*at most devices="),
     ({"precision": "float16"}, "precision must be one of"),
 ])
 def test_bad_strategy_options_are_refused_before_any_worker_starts(options, message):

@@ -202,6 +202,10 @@ def test_machine_descriptions_round_trip_and_parse_gpus(tmp_path):
     ('{"cores": 4, "gpus": [{"memory_gib": 80}]}', 'each GPU must be'),
     ('{"cores": 4, "versions": {"torch": 2}}', '"versions" must map'),
     ('{"cores": 4, "gpu_count": 8}', "unknown field"),
+    ('{"cpu": "x"}', '"cores" is missing'),
+    ('{"cores": 4, "memory_gib": Infinity}', '"memory_gib" must be a positive finite number'),
+    ('{"cores": 4, "gpus": [{"name": "A100", "memory_gib": Infinity}]}', "positive finite number"),
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
 ])
 def test_bad_machine_descriptions_are_config_errors(tmp_path, text, message):
     path = tmp_path / "box.json"
@@ -339,6 +343,42 @@ def test_cached_bench_results_rank_the_backends(cache):
     assert ignored.basis == "estimated"
 
 
+
+def test_a_timing_over_fewer_than_three_processes_is_at_most_medium_confidence(cache):
+    here = probe()
+    w = dataclasses.replace(workload(), signature="few-runs-test")
+    rows = [dict(row, ok_runs=1) for row in _cached_rows(w, {"torch": 1.0, "tensorflow": 2.0, "jax": 3.0})]
+    store(here, w.signature, "float32", rows, threads=1)
+    rec = recommend(w, machine=here, backends=("torch", "tensorflow", "jax"))
+    assert rec.basis == "cached" and rec.best == "torch"
+    assert [r.confidence for r in rec.ranking] == ["medium"] * 3 and rec.confidence == "medium"
+    assert "median over 1 run(s), 1 threads" in rec.ranking[0].detail
+    store(here, w.signature, "float32", _cached_rows(w, {"torch": 1.0, "tensorflow": 2.0, "jax": 3.0}))
+    assert recommend(w, machine=here, backends=("torch", "tensorflow", "jax")).confidence == "high"
+
+
+def test_equal_estimates_are_said_to_be_unordered():
+    from polyframe.selector._recommend import Ranked, close_call
+
+    tie = [Ranked("jax", 1, "estimated", "low", "prior", None, 1.0),
+           Ranked("tensorflow", 2, "estimated", "low", "prior", None, 1.0)]
+    assert "jax and tensorflow have the same estimate" in close_call(tie)
+    apart = [tie[0], dataclasses.replace(tie[1], relative_speed=0.8)]
+    assert close_call(apart) is None
+
+
+@pytest.mark.parametrize("value, expected", [("1", 1), ("3", 3), (None, os.cpu_count()), ("", os.cpu_count()),
+                                             ("0", os.cpu_count()), ("two", os.cpu_count())])
+def test_timing_runs_default_to_the_users_omp_threads(monkeypatch, value, expected):
+    from polyframe.bench import BenchConfig
+
+    if value is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert TrialSettings().threads == expected
+    assert BenchConfig("examples/digits_mlp.py").threads == expected
+
 def test_partial_cache_scales_estimates_from_the_cached_backend(cache):
     here = probe()
     w = dataclasses.replace(workload(), signature="partial-cache-test")
@@ -419,6 +459,26 @@ def test_trainer_auto_uses_cached_evidence_and_says_so(cache, capsys):
     said = capsys.readouterr().err
     assert "backend auto chose torch: cached 1.00 ms/step at batch 32" in said
     assert "evidence: cached polyframe bench results" in said
+    assert "too close to call" not in said  # 1.0 vs 2.0 ms
+
+
+
+def test_auto_honours_the_precision_asked_for(cache, capsys):
+    require("torch")
+    model = pf.Sequential([Flatten(), Dense(10)], input_shape=(8, 8, 1))
+    trainer = pf.Trainer(model, backend="auto", precision="fp16-mixed")
+    assert trainer.backend_name == "torch" and trainer.choice.recommendation.basis == "rule"
+    excluded = excluded_by(trainer.choice.recommendation)
+    assert {"jax", "tensorflow"} <= set(excluded)
+
+def test_auto_says_when_its_evidence_is_too_close_to_call(cache):
+    from polyframe.selector import choose_backend
+
+    model = pf.Sequential([Flatten(), Dense(10)], input_shape=(8, 8, 1))
+    w = workload_from_model(model, pf.SparseCategoricalCrossentropy(), pf.Adam(), batch_size=32)
+    store(probe(), w.signature, "float32", _cached_rows(w, {"torch": 1.0, "tensorflow": 1.02, "jax": 2.0}))
+    said = choose_backend(w, backends=("torch", "tensorflow", "jax")).explain()
+    assert said.startswith("backend auto chose torch") and "torch and tensorflow are within 2.0%" in said
 
 
 def test_auto_without_evidence_runs_a_short_trial_on_synthetic_data(fake_backends, cache):

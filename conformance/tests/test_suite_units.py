@@ -100,3 +100,32 @@ def test_welch_p_value_matches_scipy_and_handles_constant_samples() -> None:
     assert welch_p_value(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-12)
     assert welch_p_value([0.9] * 5, [0.9] * 5) == 1.0
     assert welch_p_value([0.9] * 5, [0.8] * 5) == 0.0
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: str(tmp), "is a directory"),
+    (lambda tmp: "", "non-empty file name"),
+    (lambda tmp: "  ", "non-empty file name"),
+    (lambda tmp: str(_file(tmp) / "report.md"), "is not a directory"),
+])
+def test_an_unwritable_report_path_is_refused_before_the_suite_runs(tmp_path, capsys, make, message) -> None:
+    path = make(tmp_path)
+    code = main(["conformance", "--backend", "torch", "--level", "errors", "--report", path])
+    out, err = capsys.readouterr()
+    assert code == 2 and message in err and "Traceback" not in err
+    assert "passed" not in out  # nothing ran
+
+
+def _file(tmp: Path) -> Path:
+    plain = tmp / "plain.txt"
+    plain.write_text("keep me\n")
+    return plain
+
+
+def test_a_report_is_replaced_whole(tmp_path) -> None:
+    report = build_report([], [], 0.0, [], [])
+    target = tmp_path / "deep" / "r.md"
+    written = write_report(report, str(target))
+    assert written == [str(target), str(target.with_suffix(".json"))]
+    assert json.loads(target.with_suffix(".json").read_text())["tests"] == []
+    assert sorted(p.name for p in target.parent.iterdir()) == ["r.json", "r.md"]  # no staged files left

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunSpec", "thread_environment"]
+__all__ = ["RunSpec", "default_threads", "thread_environment"]
 
 
 
@@ -42,6 +42,15 @@ class RunSpec:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
+
+
+def default_threads() -> int:
+    """Threads per framework for timing runs: ``$OMP_NUM_THREADS`` when it is a positive integer
+    (what the user's own training runs get), else every core."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return os.cpu_count() or 1
 
 
 def thread_environment(threads: int, keras_backend: str | None = None) -> dict[str, str]:

@@ -51,15 +51,17 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def store(machine: Machine, signature: str, precision: str, rows: list[dict[str, Any]]) -> int:
-    """Cache every successful polyframe row; returns how many were written."""
+def store(machine: Machine, signature: str, precision: str, rows: list[dict[str, Any]],
+          threads: int | None = None) -> int:
+    """Cache every successful polyframe row (with the thread count it ran with); returns how many
+    were written. A new result for the same key replaces the old one."""
     written = 0
     for row in rows:
         if row["impl"] != "polyframe" or "median_step_ms" not in row:
             continue
         key = cache_key(machine, signature, row["backend"], row["batch_size"], precision)
         entry = {"machine": machine.to_dict(), "signature": signature, "precision": precision,
-                 **{k: v for k, v in row.items() if k != "losses"}}
+                 "threads": threads, **{k: v for k, v in row.items() if k != "losses"}}
         _write_atomic(cache_dir() / f"{key}.json", json.dumps(entry, indent=1))
         written += 1
     return written
@@ -71,5 +73,5 @@ def lookup(machine: Machine, signature: str, backend: str, batch_size: int,
     path = cache_dir() / f"{cache_key(machine, signature, backend, batch_size, precision)}.json"
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._checks import check_int
 from ..errors import ConfigError
-from ._worker import RunSpec, thread_environment
+from ._worker import RunSpec, default_threads, thread_environment
 
 __all__ = ["BenchConfig", "RunResult", "run_bench", "summarise", "LOSS_AGREEMENT_RTOL"]
 
@@ -39,7 +39,7 @@ class BenchConfig:
     steps: int = 50
     warmup: int = 10
     repeats: int = 3
-    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    threads: int = field(default_factory=default_threads)
     precision: str = "float32"
     baselines: tuple[str, ...] = ("native", "keras")
     data: str = "digits"

@@ -19,7 +19,7 @@ from ..losses import Loss, SparseCategoricalCrossentropy
 from ..model import Sequential
 from ..optimizers import Optimizer
 from ._evidence import TrialSettings
-from ._recommend import Recommendation, recommend
+from ._recommend import Recommendation, close_call, recommend
 from ._workload import Workload, workload_from_model
 
 __all__ = ["Choice", "choose_backend", "choose_backend_for_model", "AUTO_BATCH_SIZE"]
@@ -67,8 +67,9 @@ class Choice:
         source = {"measured": "a short trial on this machine", "cached": "cached polyframe bench results",
                   "rule": "the only backend the rules leave"}.get(rec.basis, rec.basis_text)
         excluded = f"; excluded: {', '.join(sorted({e.backend for e in rec.excluded}))}" if rec.excluded else ""
+        close = close_call(rec.ranking)
         return (f"backend auto chose {self.backend}: {what}; evidence: {source}, "
-                f"confidence {rec.confidence}{excluded}")
+                f"confidence {rec.confidence}{excluded}" + (f"; {close}" if close else ""))
 
 
 def choose_backend(workload: Workload, *, machine: Machine | None = None,
@@ -93,7 +94,8 @@ def _synthetic_data(model: Sequential, loss: Loss, samples: int) -> str:
 
 
 def choose_backend_for_model(model: Sequential, loss: Loss, optimizer: Optimizer, *,
-                             batch_size: int = AUTO_BATCH_SIZE, machine: Machine | None = None,
+                             batch_size: int = AUTO_BATCH_SIZE, precision: str = "float32",
+                             parallel: str = "single", machine: Machine | None = None,
                              backends: tuple[str, ...] | None = None,
                              trial: TrialSettings | None = None) -> Choice:
     """:func:`choose_backend` for an in-memory model: a trial runs it, pickled, on synthetic data."""
@@ -107,7 +109,8 @@ def choose_backend_for_model(model: Sequential, loss: Loss, optimizer: Optimizer
             Path(model_file).write_text(_MODEL_FILE.format(path=str(recipe)))
         except (pickle.PicklingError, AttributeError, TypeError):
             model_file = None  # no trial possible: cached evidence or the estimate decide
-        workload = workload_from_model(model, loss, optimizer, batch_size=batch_size, name="trainer model",
+        workload = workload_from_model(model, loss, optimizer, batch_size=batch_size, precision=precision,
+                                       parallel=parallel, name="trainer model",
                                        model_file=model_file, data=_synthetic_data(model, loss, samples))
         if model_file is None:
             workload = dataclasses.replace(workload, data=None)

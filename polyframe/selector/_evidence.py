@@ -7,14 +7,13 @@ with neither, the prior of the rules file (``estimated``: relative throughput fa
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..bench._worker import RunSpec
+from ..bench._worker import RunSpec, default_threads
 from ..bench.cache import lookup
 from ..bench.runner import RunResult, run_one
 from ..errors import ConfigError
@@ -39,6 +38,8 @@ class Evidence:
     detail: str
     step_ms: float | None = None
     iqr_ms: tuple[float, float] | None = None
+    runs: int | None = None
+    """Processes a timing was taken over (``None`` where unknown or not a timing)."""
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,15 @@ class TrialSettings:
 
     steps: int = 20
     warmup: int = 5
-    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    threads: int = field(default_factory=default_threads)
     timeout_s: float = 180.0
     seed: int = 0
     repeats: int = 3
 
 
 def _timed(backend: str, kind: str, batch: int, step_ms: float, iqr: tuple[float, float] | None,
-           detail: str) -> Evidence:
-    return Evidence(backend, kind, batch / (step_ms / 1e3), detail, step_ms, iqr)
+           detail: str, runs: int | None) -> Evidence:
+    return Evidence(backend, kind, batch / (step_ms / 1e3), detail, step_ms, iqr, runs)
 
 
 def measured_evidence(workload: Workload, backends: list[str], settings: TrialSettings,
@@ -99,8 +100,8 @@ def measured_evidence(workload: Workload, backends: list[str], settings: TrialSe
         found[backend] = _timed(
             backend, "measured", workload.batch_size, median, (q1, q3),
             f"trial: median of {len(medians[backend])} process medians, {settings.steps} steps "
-            f"each after {settings.warmup} warm-up, IQR {q1:.2f}-{q3:.2f} ms, first step "
-            f"{first[backend]:.0f} ms")
+            f"each after {settings.warmup} warm-up, {settings.threads} threads, IQR {q1:.2f}-{q3:.2f} ms, "
+            f"first step {first[backend]:.0f} ms", len(medians[backend]))
     return found
 
 
@@ -115,8 +116,11 @@ def cached_evidence(workload: Workload, machine: Machine, backends: list[str]) -
             continue
         iqr = tuple(row.get("iqr_step_ms") or ()) or None
         spread = f", IQR {iqr[0]:.2f}-{iqr[1]:.2f} ms" if iqr else ""
+        runs = row.get("ok_runs")
+        threads = f", {row['threads']} threads" if row.get("threads") else ""
         found[backend] = _timed(backend, "cached", workload.batch_size, float(row["median_step_ms"]), iqr,
-                                f"polyframe bench: median over {row.get('ok_runs', '?')} run(s){spread}")
+                                f"polyframe bench: median over {runs if runs else '?'} run(s){threads}{spread}",
+                                runs if isinstance(runs, int) else None)
     return found
 
 

@@ -19,13 +19,17 @@ from ._evidence import (Evidence, TrialSettings, cached_evidence, estimated_evid
 from ._rules import Rules, load_rules
 from ._workload import Workload
 
-__all__ = ["Ranked", "Recommendation", "recommend", "CLOSE_CALL"]
+__all__ = ["Ranked", "Recommendation", "recommend", "close_call", "CLOSE_CALL"]
 
 CLOSE_CALL = 0.05
 """Two timed backends within this relative difference are 'too close to call'."""
 
 _NOISY = 0.3
 """A timing whose IQR is wider than this fraction of its median is only medium confidence."""
+
+_FEW_RUNS = 3
+"""A timing over fewer processes than this is only medium confidence: process-to-process
+variance on a shared machine is as large as most differences between backends."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,8 @@ def _confidence(e: Evidence) -> str:
         return "low"
     if e.step_ms and e.iqr_ms and (e.iqr_ms[1] - e.iqr_ms[0]) / e.step_ms > _NOISY:
         return "medium"
+    if e.runs is not None and e.runs < _FEW_RUNS:
+        return "medium"
     return "high"
 
 
@@ -108,7 +114,13 @@ def _rank(evidence: dict[str, Evidence]) -> list[Ranked]:
     return rows
 
 
-def _close_call(ranking: list[Ranked]) -> str | None:
+def close_call(ranking: list[Ranked]) -> str | None:
+    """A note when the two fastest timed backends are within :data:`CLOSE_CALL`, or the two
+    first have the same estimate; else ``None``."""
+    if (len(ranking) >= 2 and ranking[0].evidence == ranking[1].evidence == "estimated"
+            and ranking[1].relative_speed == 1.0):
+        return (f"{ranking[0].backend} and {ranking[1].backend} have the same estimate: the prior "
+                f"cannot order them, so the order between them is arbitrary")
     timed = [r for r in ranking if r.step_ms is not None]
     if len(timed) < 2 or timed[0].evidence == "estimated":
         return None
@@ -167,6 +179,9 @@ def recommend(workload: Workload, *, machine: Machine | None = None, described: 
         basis = "measured"
         text = (f"measured on this machine: a short trial of each backend, each in its own process "
                 f"({trial.warmup} warm-up + {trial.steps} timed steps, {trial.threads} threads)")
+        if workload.precision != "float32":
+            notes.append(f"the trial timed float32 steps: polyframe bench does not time "
+                         f"{workload.precision} yet; the backends that cannot run it are excluded above")
     else:
         cached = cached_evidence(workload, machine, kept) if use_cache else {}
         missing = [b for b in kept if b not in cached]
@@ -191,7 +206,7 @@ def recommend(workload: Workload, *, machine: Machine | None = None, described: 
                     + ("" if described else "; run with --measure, or `polyframe bench`, for evidence"))
     ranking = _rank(evidence)
     confidence = ranking[0].confidence if ranking else "none"
-    close = _close_call(ranking)
+    close = close_call(ranking)
     if close:
         notes.append(close)
         confidence = "medium" if confidence == "high" else confidence

@@ -106,6 +106,6 @@ def load_rules(path: str | Path | None = None) -> Rules:
             raise ConfigError(f"cannot read the rules file {path}: {exc.strerror or exc}") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source} is not valid JSON: {exc}") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ConfigError(f"{source} is not valid JSON: {exc or 'nested too deeply'}") from None
     return Rules.from_dict(data, source)

@@ -4,17 +4,19 @@ limitations and durations, as JSON (for machines) and Markdown (for people)."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import polyframe as pf
+from polyframe.errors import ConfigError
 
 from ._levels import get_level
 from ._limitations import Limitation
 
-__all__ = ["build_report", "matrix_lines", "write_report"]
+__all__ = ["build_report", "matrix_lines", "report_paths", "write_report"]
 
 
 def _cell(tests: list[Any]) -> dict[str, Any]:
@@ -184,13 +186,38 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_report(report: dict[str, Any], path: str) -> list[str]:
-    """Write ``path`` (Markdown) and the same name with ``.json``; returns both paths."""
+def report_paths(path: str) -> tuple[Path, Path]:
+    """The Markdown and JSON paths for ``--report path``, checked before the suite runs: a
+    :class:`ConfigError` if either is a directory or cannot be written."""
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(f"the report path must be a non-empty file name, got {path!r}")
     md = Path(path)
     js = md.with_suffix(".json") if md.suffix.lower() != ".json" else md
     if md == js:
         md = js.with_suffix(".md")
+    for file in (md, js):
+        if file.is_dir():
+            raise ConfigError(f"cannot write the report to {file}: it is a directory; give a file name")
+    existing = next(d for d in (md.parent, *md.parent.parents) if d.exists() or d == Path(d.anchor))
+    if not existing.is_dir():
+        raise ConfigError(f"cannot write the report under {md.parent}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK) or any(f.exists() and not os.access(f, os.W_OK)
+                                                          for f in (md, js)):
+        raise ConfigError(f"cannot write the report to {md}: permission denied; choose another path")
+    return md, js
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_text(text)
+    os.replace(staged, path)
+
+
+def write_report(report: dict[str, Any], path: str) -> list[str]:
+    """Write ``path`` (Markdown) and the same name with ``.json``, each replaced whole; returns
+    both paths."""
+    md, js = report_paths(path)
     md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(_markdown(report))
-    js.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    _write_atomic(md, _markdown(report))
+    _write_atomic(js, json.dumps(report, indent=1, default=str) + "\n")
     return [str(md), str(js)]

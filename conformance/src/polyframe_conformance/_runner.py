@@ -10,6 +10,7 @@ import polyframe as pf
 
 from ._levels import level_paths, select_levels
 from ._limitations import load_limitations
+from ._report import report_paths
 
 __all__ = ["run"]
 
@@ -28,6 +29,8 @@ def run(backends: Sequence[str] = (), levels: Sequence[str] = (), report: str | 
         pf.get_backend(name)
     selected = select_levels(list(levels))
     load_limitations(tuple(limitations))
+    if report is not None:
+        report_paths(report)
     ini = resources.files("polyframe_conformance").joinpath("pytest-conformance.ini")
     args = ["-c", str(ini), "--rootdir", str(ini.parent), "-p", "no:cacheprovider", "-q",
             "-W", "ignore::pytest.PytestAssertRewriteWarning", *level_paths(selected)]
@@ -39,6 +42,6 @@ def run(backends: Sequence[str] = (), levels: Sequence[str] = (), report: str | 
         args += ["--pf-level", level.key]
     for path in limitations:
         args += ["--pf-limitations", path]
-    if report:
+    if report is not None:
         args += ["--pf-report", report]
     return int(pytest.main([*args, *pytest_args]))
