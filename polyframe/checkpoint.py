@@ -302,8 +302,9 @@ def _read_meta(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"{path} is not a polyframe checkpoint: it has no {META}") from None
     except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise CheckpointError(f"{path / META} is not valid checkpoint metadata ({exc or 'nested too deeply'}); the "
-                              "checkpoint is corrupted, use an earlier one") from None
+        raise CheckpointError(f"{path / META} is not valid checkpoint metadata "
+                              f"({exc or 'nested too deeply'}); the checkpoint is corrupted, use an "
+                              "earlier one") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a polyframe checkpoint ({META} has no "
                               f"format {FORMAT!r})")
@@ -432,8 +433,8 @@ def _load_state(trainer: Trainer, path: Path, weights: dict[str, np.ndarray],
 def restore_checkpoint(trainer: Trainer, checkpoint: Checkpoint | str | os.PathLike, *,
                        optimizer: bool = True, data: dict[str, Any] | None = None) -> ResumePoint:
     """Load ``checkpoint`` into ``trainer``: weights, optimizer state, learning rate, position,
-    fp16-mixed's loss scale and (same backend only) the dropout RNG. Everything is checked first; on any mismatch a
-    :class:`CheckpointError` is raised and the trainer is unchanged. ``data`` (the signature of
+    fp16-mixed's loss scale and (same backend only) the dropout RNG. Everything is checked
+    first; on any mismatch a :class:`CheckpointError` is raised and the trainer is unchanged. ``data`` (the signature of
     the data about to be fitted) must then match the checkpoint's."""
     from .trainer import Trainer
 

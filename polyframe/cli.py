@@ -348,7 +348,8 @@ def _train_backend(args: argparse.Namespace, recipe, data) -> str | None:
 
     workload = workload_from_model(
         recipe.model, recipe.loss, recipe.optimizer, batch_size=args.batch_size, dataset_size=len(data.x_train),
-        precision=args.precision, parallel="data" if args.devices > 1 else "single", name=recipe.name, model_file=str(Path(args.model_file).resolve()), data=args.data,
+        precision=args.precision, parallel="data" if args.devices * args.nodes > 1 else "single",
+        name=recipe.name, model_file=str(Path(args.model_file).resolve()), data=args.data,
         data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None)
     choice = choose_backend(workload)
     print(choice.explain(), flush=True)

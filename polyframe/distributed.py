@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from .optimizers import Optimizer
 
 __all__ = ["STRATEGIES", "Parallel", "WorkerContext", "DataParallelEngine", "DataParallelExecutable",
-           "check_parallel", "max_local_devices", "MIN_DEVICE_LIMIT", "slice_bounds", "split_batch", "merge_outputs", "mean_loss",
-           "build_data_parallel"]
+           "check_parallel", "max_local_devices", "MIN_DEVICE_LIMIT", "slice_bounds", "split_batch",
+           "merge_outputs", "mean_loss", "build_data_parallel"]
 
 STRATEGIES = ("single", "data_parallel")
 

@@ -218,6 +218,11 @@ def load_machine(path: str | Path) -> Machine:
     return _machine_from_dict(data, str(path))
 
 
+def _positive_finite(value: Any) -> bool:
+    """Whether ``value`` is a JSON number (not a bool) in (0, inf)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < math.inf
+
+
 def _gpu_text(item: Any, where: str) -> str:
     if isinstance(item, str) and item.strip():
         return item.strip()  # verbatim: a probed machine's fingerprint must survive the round trip
@@ -227,8 +232,7 @@ def _gpu_text(item: Any, where: str) -> str:
             raise ConfigError(f"{where}: unknown GPU field(s) {sorted(unknown)}; a GPU has name, "
                               "memory_gib and compute_capability")
         memory = item.get("memory_gib")
-        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float))
-                                   or not 0 < memory < math.inf):
+        if memory is not None and not _positive_finite(memory):
             raise ConfigError(f"{where}: GPU memory_gib must be a positive finite number, got {memory!r}")
         capability = item.get("compute_capability")
         if capability is not None:
@@ -253,8 +257,7 @@ def _machine_from_dict(data: Any, source: str) -> Machine:
     if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
         raise ConfigError(f"{source}: \"cores\" must be a positive integer, got {cores!r}")
     memory = data.get("memory_gib")
-    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float))
-                               or not 0 < memory < math.inf):
+    if memory is not None and not _positive_finite(memory):
         raise ConfigError(f"{source}: \"memory_gib\" must be a positive finite number or null, got {memory!r}")
     gpus = data.get("gpus") or []
     if data.get("gpu") and not gpus:  # benchmarks/step_time.json writes a single "gpu"

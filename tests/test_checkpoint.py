@@ -174,12 +174,12 @@ def test_fp16_mixed_resume_restores_the_loss_scale_and_continues_exactly(data, t
     # scale 2^10 after step 3 with 1992 finite steps counted: the 2000th finite step (step 11)
     # doubles it, i.e. after the checkpoint at step 9, which must carry good_steps 1998
     x, y = data
-    moved = _SetLossScale(3, {"scale": 2.0 ** 10, "good_steps": 1992})
+    set_scale = _SetLossScale(3, {"scale": 2.0 ** 10, "good_steps": 1992})
     uninterrupted = _trainer("torch", precision="fp16-mixed")
-    uninterrupted.fit(x, y, epochs=2, batch_size=8, progress=False, callbacks=[moved])
+    uninterrupted.fit(x, y, epochs=2, batch_size=8, progress=False, callbacks=[set_scale])
     assert uninterrupted.executable.get_loss_scale() == {"scale": 2.0 ** 11, "good_steps": 1}
     interrupted, stop = _trainer("torch", precision="fp16-mixed"), _SaveAndStop(9, tmp_path)
-    interrupted.fit(x, y, epochs=2, batch_size=8, progress=False, callbacks=[moved, stop])
+    interrupted.fit(x, y, epochs=2, batch_size=8, progress=False, callbacks=[set_scale, stop])
     assert load_checkpoint(stop.path).meta["loss_scale"] == {"scale": 2.0 ** 10, "good_steps": 1998}
     resumed = _trainer("torch", precision="fp16-mixed")
     resumed.fit(x, y, epochs=2, batch_size=8, progress=False, resume_from=stop.path)
